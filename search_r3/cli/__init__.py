@@ -1,0 +1,1 @@
+"""The ``search-r3`` command line: one entry point, one module per subcommand."""

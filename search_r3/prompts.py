@@ -1,0 +1,180 @@
+"""Token ids of search-r3 prompts, built so that user text can never inject markup.
+
+The chat template is rendered once per instruction around a sentinel; the template parts are
+tokenised with special-token parsing on, the user text with it off. So a document containing
+``<|embed_token|>`` or ``<|im_end|>`` is read as plain characters and every prompt holds exactly
+one embed token: ours.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from search_r3.errors import InvalidInputError, MissingEmbedTokenError
+from search_r3.settings import SearchR3Settings
+
+logger = logging.getLogger(__name__)
+
+_SENTINEL = "\u2063SEARCH_R3_USER_TEXT\u2063"
+
+
+def embed_token_id(tokenizer: Any, embed_token: str) -> int:
+    """Id of the embed token, or a :class:`MissingEmbedTokenError` that names the fix."""
+    vocab = tokenizer.get_vocab()
+    if embed_token not in vocab:
+        name = getattr(tokenizer, "name_or_path", "") or "this tokenizer"
+        raise MissingEmbedTokenError(
+            f"{name} has no {embed_token!r} token, so it is not a search-r3 model. Make one "
+            f"with `search-r3 init BASE OUTPUT` or `search_r3.init_model(BASE, OUTPUT)` "
+            f"and load OUTPUT instead."
+        )
+    return int(vocab[embed_token])
+
+
+def validate_texts(texts: Sequence[Any], what: str = "text") -> list[str]:
+    """Check that every item is a non-empty string; the error names the offending index."""
+    if isinstance(texts, str):
+        raise InvalidInputError(f"Expected a list of {what}s, got a single string; wrap it in a list.")
+    checked = []
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise InvalidInputError(
+                f"{what} at index {i} is {type(text).__name__}, not str; convert it to a string first."
+            )
+        if not text.strip():
+            raise InvalidInputError(
+                f"{what} at index {i} is empty; remove empty {what}s before encoding "
+                "(an empty text has no meaning to embed)."
+            )
+        checked.append(text)
+    return checked
+
+
+@dataclass(frozen=True)
+class _Template:
+    """Ids before and after the user text for one system instruction."""
+
+    prefix: list[int]
+    suffix: list[int]
+
+
+class PromptBuilder:
+    """Builds the token ids of document, query and reasoning prompts for one tokenizer."""
+
+    def __init__(self, tokenizer: Any, settings: SearchR3Settings, max_length: int | None = None):
+        if not getattr(tokenizer, "chat_template", None):
+            raise ValueError(
+                "The tokenizer has no chat template; search-r3 needs an instruction-tuned model "
+                "(pass one with a chat template, or set tokenizer.chat_template before init)."
+            )
+        self.tokenizer = tokenizer
+        self.settings = settings
+        self.embed_id = embed_token_id(tokenizer, settings.embed_token)
+        self.max_length = max_length or settings.max_length
+        self._templates: dict[str, _Template] = {}
+        self.truncated_count = 0
+
+    # -- pieces -----------------------------------------------------------------------------
+    def _encode_markup(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def encode_plain(self, text: str) -> list[int]:
+        """User text as data: special-token strings are split into ordinary tokens."""
+        return list(self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
+
+    def _template(self, instruction: str) -> _Template:
+        cached = self._templates.get(instruction)
+        if cached is None:
+            messages = [
+                {"role": "system", "content": instruction},
+                {"role": "user", "content": _SENTINEL},
+            ]
+            rendered = self.tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=True
+            )
+            if rendered.count(_SENTINEL) != 1:
+                raise ValueError("The chat template does not place the user message exactly once.")
+            before, after = rendered.split(_SENTINEL)
+            cached = _Template(self._encode_markup(before), self._encode_markup(after))
+            self._templates[instruction] = cached
+        return cached
+
+    @cached_property
+    def closing_ids(self) -> list[int]:
+        """Closing text followed by the embed token."""
+        return self.encode_plain(self.settings.closing_text) + [self.embed_id]
+
+    @cached_property
+    def forced_ids(self) -> list[int]:
+        """Appended to reasoning that ran out of budget."""
+        return self.encode_plain(self.settings.forced_separator) + self.closing_ids
+
+    # -- prompts ----------------------------------------------------------------------------
+    def _user_ids(self, text: str, reserved: int) -> list[int]:
+        ids = self.encode_plain(text)
+        budget = self.max_length - reserved
+        if budget <= 0:
+            raise ValueError(
+                f"max_length={self.max_length} leaves no room for the text after the prompt "
+                f"({reserved} tokens); raise max_length."
+            )
+        if len(ids) > budget:
+            self.truncated_count += 1
+            ids = ids[:budget]
+        return ids
+
+    def _wrap(self, text: str, instruction: str, tail: list[int]) -> list[int]:
+        template = self._template(instruction)
+        reserved = len(template.prefix) + len(template.suffix) + len(tail)
+        return template.prefix + self._user_ids(text, reserved) + template.suffix + tail
+
+    def document_ids(self, text: str) -> list[int]:
+        """Document prompt ending in the embed token (no reasoning)."""
+        return self._wrap(text, self.settings.document_instruction, self.closing_ids)
+
+    def query_ids(self, text: str) -> list[int]:
+        """Query prompt ending in the embed token (reasoning off)."""
+        return self._wrap(text, self.settings.query_instruction, self.closing_ids)
+
+    def reasoning_prompt_ids(self, text: str) -> list[int]:
+        """Query prompt that ends at the start of the assistant turn; the model writes the rest."""
+        return self._wrap(text, self.settings.reasoning_instruction, [])
+
+    def assistant_ids(self, reasoning: str | None) -> list[int]:
+        """The assistant turn a trained model should write: reasoning (if any), closing, token."""
+        if reasoning:
+            return self.encode_plain(reasoning.rstrip() + "\n") + self.closing_ids
+        return list(self.closing_ids)
+
+    def build(self, texts: Sequence[Any], kind: str) -> list[list[int]]:
+        """Validated prompts for ``kind`` in {"document", "query", "reasoning"}; warns on truncation."""
+        texts = validate_texts(texts, "query" if kind != "document" else "document")
+        make = {
+            "document": self.document_ids,
+            "query": self.query_ids,
+            "reasoning": self.reasoning_prompt_ids,
+        }[kind]
+        before = self.truncated_count
+        prompts = [make(t) for t in texts]
+        truncated = self.truncated_count - before
+        if truncated:
+            logger.warning(
+                "%d of %d texts were longer than max_length=%d tokens and were truncated; raise "
+                "the limit with from_pretrained(..., max_length=N) or by setting .max_length.",
+                truncated,
+                len(texts),
+                self.max_length,
+            )
+        return prompts
+
+    def strip_closing(self, text: str) -> str:
+        """Reasoning text without the closing phrase the model writes before the token."""
+        stripped = text.rstrip()
+        closing = self.settings.closing_text.strip()
+        if closing and stripped.endswith(closing):
+            stripped = stripped[: -len(closing)].rstrip()
+        return stripped

@@ -1,0 +1,83 @@
+"""The search-r3 settings stored inside a model's own ``config.json`` (key ``search_r3``).
+
+Keeping prompts and limits with the weights means a saved model reproduces its own behaviour;
+every value the method leaves open is a field here, never a constant in the code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+CONFIG_KEY = "search_r3"
+EMBED_TOKEN = "<|embed_token|>"
+
+#: Reported for the released Search-R3 checkpoint (method.md §3).
+DEFAULT_QUERY_INSTRUCTION = "Please represent user queries."
+DEFAULT_DOCUMENT_INSTRUCTION = "Please represent documents."
+DEFAULT_REASONING_INSTRUCTION = (
+    "Please represent user queries. First analyse the query briefly: its intent, the key "
+    "concepts, and the terms a relevant document would likely contain. Then finish with "
+    '"The embedding is" followed by the embedding token.'
+)
+DEFAULT_CLOSING_TEXT = "The embedding is "
+
+
+@dataclass
+class SearchR3Settings:
+    """Prompt templates and limits of a search-r3 model.
+
+    Attributes:
+        embed_token: The special token whose last hidden state is the embedding.
+        query_instruction: System message for queries encoded without reasoning.
+        document_instruction: System message for documents.
+        reasoning_instruction: System message that asks for a short analysis before the token.
+        closing_text: Assistant text placed right before the embed token.
+        forced_separator: Text inserted between cut-off reasoning and the closing text when a
+            reasoning row runs out of budget.
+        max_length: Most tokens one user text may take; longer texts are truncated with a warning.
+        max_reasoning_tokens: Default budget of generated reasoning tokens.
+        normalize: Whether embeddings are L2-normalised (compare by cosine / dot product).
+    """
+
+    embed_token: str = EMBED_TOKEN
+    query_instruction: str = DEFAULT_QUERY_INSTRUCTION
+    document_instruction: str = DEFAULT_DOCUMENT_INSTRUCTION
+    reasoning_instruction: str = DEFAULT_REASONING_INSTRUCTION
+    closing_text: str = DEFAULT_CLOSING_TEXT
+    forced_separator: str = "\n"
+    max_length: int = 512
+    max_reasoning_tokens: int = 128
+    normalize: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> SearchR3Settings:
+        """Build settings from a stored dict; unknown keys are kept in ``extra``, not dropped."""
+        values = dict(values or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        extra = dict(values.pop("extra", {}) or {})
+        extra.update({k: values.pop(k) for k in list(values) if k not in known})
+        return cls(**values, extra=extra)
+
+    @classmethod
+    def from_model_config(cls, config: Any) -> SearchR3Settings:
+        """Read settings from a transformers config; fall back to the published defaults."""
+        stored = getattr(config, CONFIG_KEY, None)
+        if stored is None:
+            logger.info(
+                "Model config has no %r entry: using the prompts published for Search-R3.",
+                CONFIG_KEY,
+            )
+        return cls.from_dict(stored)
+
+    def write_to_model_config(self, config: Any) -> None:
+        """Store these settings in a transformers config (saved into ``config.json``)."""
+        setattr(config, CONFIG_KEY, self.to_dict())
