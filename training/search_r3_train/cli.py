@@ -1,0 +1,83 @@
+"""The ``search-r3-train`` command: ``sft``, ``mine-negatives`` and ``rl`` subcommands.
+
+Each subcommand owns its parser (``sft`` and ``rl`` parse dataclasses with ``trl.TrlParser``:
+a flat YAML ``--config`` plus ``--field value`` overrides), so this module only dispatches.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from search_r3.errors import SearchR3Error
+
+USAGE = """usage: search-r3-train COMMAND [options]
+
+Train search-r3 reasoning embedding models.
+
+commands:
+  sft              stage 1: contrastive supervised fine-tuning (LM + KL + InfoNCE + triplet)
+  mine-negatives   add hard negatives (BM25 or the current model) to training data
+  rl               stage 2: reinforcement learning (GRPO) with a retrieval reward
+
+examples:
+  search-r3-train sft --config configs/sft_smollm2_cpu.yaml --output_dir runs/sft
+  search-r3-train sft --config my.yaml --learning_rate 5e-5 --max_steps 200
+  search-r3-train mine-negatives --collection ../shared/data/cranfield --split train -o train.jsonl
+  accelerate launch --config_file configs/accelerate/zero2.yaml -m search_r3_train sft --config my.yaml
+  torchrun --nproc_per_node 2 -m search_r3_train sft --config my.yaml --use_cpu true
+
+Run `search-r3-train COMMAND --help` for the options of a command.
+"""
+
+RL_MISSING = (
+    "error: the `rl` command is not installed in this copy of search-r3-train "
+    "(module search_r3_train.rl.cli is missing); update the package."
+)
+
+
+def _load(module: str) -> Callable[[list[str]], int]:
+    return importlib.import_module(module).main
+
+
+COMMANDS = {
+    "sft": "search_r3_train.sft",
+    "mine-negatives": "search_r3_train.mine_negatives",
+    "rl": "search_r3_train.rl.cli",
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Dispatch ``argv`` (default ``sys.argv[1:]``) to a subcommand; returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if args else 2
+    if args[0] == "--version":
+        from search_r3_train import __version__
+
+        print(f"search-r3-train {__version__}")
+        return 0
+    command, rest = args[0], args[1:]
+    if command not in COMMANDS:
+        print(f"error: unknown command {command!r}; choose from {', '.join(COMMANDS)}.\n", file=sys.stderr)
+        print(USAGE, file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        run = _load(COMMANDS[command])
+    except ModuleNotFoundError as exc:
+        if command == "rl" and (exc.name or "").startswith("search_r3_train.rl"):
+            print(RL_MISSING, file=sys.stderr)
+            return 2
+        raise
+    try:
+        return int(run(rest) or 0)
+    except SearchR3Error as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
