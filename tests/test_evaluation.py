@@ -1,0 +1,133 @@
+"""Metrics (ir-measures), BM25 and dense runs, and the evaluation table."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from search_r3.collections import Collection, load_cranfield
+from search_r3.evaluation import (
+    DEFAULT_METRICS,
+    bm25_run,
+    dense_run,
+    encode_corpus,
+    evaluate_model,
+    evaluate_run,
+    format_table,
+    top_k_run,
+)
+
+
+def small_collection() -> Collection:
+    corpus = {
+        "wing": {"title": "Wings", "text": "The lift of a wing depends on its angle of attack."},
+        "heat": {"title": "Heat", "text": "Heat conduction in composite slabs was solved."},
+        "shock": {"title": "", "text": "Shock waves form ahead of a blunt body at hypersonic speed."},
+        "empty": {"title": "", "text": "  "},
+        "bird": {"title": "Birds", "text": "Migrating birds fly in formation to save energy."},
+    }
+    queries = {
+        "q1": "what is the lift of a wing",
+        "q2": "heat conduction in slabs",
+        "q3": "shock waves at hypersonic speed",
+    }
+    qrels = {"q1": {"wing": 2}, "q2": {"heat": 1}, "q3": {"shock": 1, "wing": 1}}
+    return Collection("small", corpus, queries, qrels)
+
+
+def test_evaluate_run_matches_hand_computed_values() -> None:
+    qrels = {"q1": {"a": 1}, "q2": {"c": 1}}
+    run = {"q1": {"b": 2.0, "a": 1.0}}  # relevant at rank 2; q2 missing from the run
+    got = evaluate_run(qrels, run)
+    assert set(got) == set(DEFAULT_METRICS)
+    # a judged query absent from the run scores 0 and still counts
+    assert got["RR@10"] == pytest.approx(0.5 / 2)
+    assert got["nDCG@10"] == pytest.approx((1 / math.log2(3)) / 2)
+    assert got["R@100"] == pytest.approx(0.5)
+
+
+def test_evaluate_run_graded_relevance() -> None:
+    qrels = {"q": {"a": 3, "b": 1}}
+    ideal = evaluate_run(qrels, {"q": {"a": 2.0, "b": 1.0}}, ["nDCG@10"])["nDCG@10"]
+    swapped = evaluate_run(qrels, {"q": {"a": 1.0, "b": 2.0}}, ["nDCG@10"])["nDCG@10"]
+    assert ideal == pytest.approx(1.0) and swapped < 0.9
+
+
+def test_evaluate_run_rejects_unknown_metric_and_empty_qrels() -> None:
+    with pytest.raises(ValueError, match="ir-measures names"):
+        evaluate_run({"q": {"a": 1}}, {"q": {"a": 1.0}}, ["NotAMetric@3"])
+    with pytest.raises(ValueError, match="No query has a relevant document"):
+        evaluate_run({"q": {"a": 0}}, {"q": {"a": 1.0}})
+
+
+def test_top_k_run_keeps_the_best_k() -> None:
+    scores = np.array([[0.1, 0.9, 0.5, 0.7]])
+    run = top_k_run(["q"], ["a", "b", "c", "d"], scores, 2)
+    assert run == {"q": {"b": pytest.approx(0.9), "d": pytest.approx(0.7)}}
+
+
+def test_bm25_ranks_the_matching_document_first() -> None:
+    c = small_collection()
+    run = bm25_run(c, k=3)
+    for qid, best in (("q1", "wing"), ("q2", "heat"), ("q3", "shock")):
+        assert max(run[qid], key=run[qid].get) == best
+    assert evaluate_run(c.qrels, run)["RR@10"] == pytest.approx(1.0)
+
+
+def test_dense_run_scores_are_cosines(tiny_embeddings) -> None:
+    c = small_collection()
+    run, encoded = dense_run(tiny_embeddings, c, reasoning=False, k=2)
+    assert set(run) == set(c.queries) and all(len(docs) == 2 for docs in run.values())
+    assert "empty" not in {d for docs in run.values() for d in docs}
+    doc_ids, doc_vectors = encode_corpus(tiny_embeddings, c)
+    assert "empty" not in doc_ids and len(doc_ids) == 4
+    expected = encoded.embeddings @ doc_vectors.T
+    for row, qid in enumerate(c.queries):
+        best = np.argsort(-expected[row])[:2]
+        assert set(run[qid]) == {doc_ids[j] for j in best}
+        for j in best:
+            assert run[qid][doc_ids[j]] == pytest.approx(float(expected[row, j]), abs=1e-5)
+
+
+def test_dense_run_checks_doc_vectors(tiny_embeddings) -> None:
+    with pytest.raises(ValueError, match="encode_corpus"):
+        dense_run(tiny_embeddings, small_collection(), reasoning=False, doc_vectors=np.zeros((2, 64)))
+
+
+def test_evaluate_model_table(tiny_embeddings) -> None:
+    c = small_collection()
+    rows = evaluate_model(
+        tiny_embeddings,
+        c,
+        max_reasoning_tokens=3,
+        keep_runs=True,
+        extra_runs={"oracle": {"q1": {"wing": 1.0}, "q2": {"heat": 1.0}, "q3": {"shock": 2.0, "wing": 1.0}}},
+    )
+    assert [r.system for r in rows] == [
+        "search-r3 (reasoning, 3 tokens)",
+        "search-r3 (no reasoning)",
+        "BM25",
+        "oracle",
+    ]
+    reasoning, direct, bm25, oracle = rows
+    assert 0.0 <= reasoning.forced_fraction <= 1.0 and reasoning.mean_reasoning_tokens <= 3
+    assert direct.forced_fraction is None and bm25.mean_reasoning_tokens is None
+    assert oracle.metrics["nDCG@10"] == pytest.approx(1.0)
+    assert all(r.queries == 3 for r in rows) and reasoning.run is not None
+    table = format_table(rows)
+    assert table.splitlines()[0].startswith("| system | nDCG@10 | Recall@100 | MRR@10 |")
+    assert len(table.splitlines()) == 2 + len(rows)
+    parsed = json.loads(format_table(rows, "json"))
+    assert parsed[2]["system"] == "BM25" and "run" not in parsed[2]
+    assert parsed[2]["metrics"]["RR@10"] == pytest.approx(bm25.metrics["RR@10"])
+
+
+def test_cranfield_bm25_matches_the_published_figure(cranfield_dir: Path) -> None:
+    c = load_cranfield(cranfield_dir)
+    got = evaluate_run(c.qrels, bm25_run(c, k=100))
+    # offline-assets.md: BM25 (bm25s, English stop words) nDCG@10 0.511 over all 225 queries
+    assert got["nDCG@10"] == pytest.approx(0.511, abs=0.002)
