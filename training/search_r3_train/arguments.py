@@ -38,7 +38,10 @@ class ModelArguments:
     )
     text_max_length: int | None = field(
         default=None,
-        metadata={"help": "most tokens of one query/document text (default: the model's search_r3 setting)."},
+        metadata={
+            "help": "token limit of one training prompt (template + text; longer texts are cut) "
+            "for this run only; the saved model keeps its own max_length (default: that value)."
+        },
     )
     use_lora: bool = field(default=False, metadata={"help": "train a LoRA adapter instead of all weights."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
@@ -99,6 +102,13 @@ class DataArguments:
     )
     max_dev_queries: int | None = field(
         default=None, metadata={"help": "evaluate on at most this many dev queries (None: all)."}
+    )
+    max_dev_docs: int | None = field(
+        default=None,
+        metadata={
+            "help": "score dev queries against every judged document plus a fixed random sample of the "
+            "others, this many in all (a cheaper proxy on a large corpus; None: the whole corpus)."
+        },
     )
     eval_reasoning: bool = field(
         default=False,
