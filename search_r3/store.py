@@ -40,6 +40,7 @@ POINT_NAMESPACE = uuid.UUID("6f1d5e0a-2c3b-5b7e-9a54-5e1c2a3b7d90")
 TEXT_KEY = "text"
 DOC_ID_KEY = "doc_id"
 METADATA_KEY = "metadata"
+METADATA_MODEL_KEY = "search_r3"
 
 
 class StoreError(SearchR3Error):
@@ -189,6 +190,8 @@ class QdrantStore:
             set, else :func:`default_store_path`.
         url, api_key: A Qdrant server (same API as local mode).
         client: An existing ``QdrantClient`` (the store does not close it).
+        model_name: Recorded in a new collection's metadata (default: the model's path or Hub
+            id); :func:`collection_model` reads it back.
     """
 
     def __init__(
@@ -200,11 +203,13 @@ class QdrantStore:
         url: str | None = None,
         api_key: str | None = None,
         client: QdrantClient | None = None,
+        model_name: str | None = None,
     ):
         if client is not None and (path is not None or url is not None):
             raise ValueError("Give either client or path/url, not both.")
         self.embeddings = embeddings
         self.collection_name = collection_name
+        self.model_name = model_name or model_name_of(embeddings)
         self._owns_client = client is None
         self.client = client if client is not None else open_client(path, url, api_key)
         self.local = is_local(self.client)
@@ -228,9 +233,21 @@ class QdrantStore:
             self.client.create_collection(
                 self.collection_name,
                 vectors_config=models.VectorParams(size=self.dimension, distance=models.Distance.COSINE),
+                # which model made the vectors, so tools can reopen it with the same one
+                metadata={METADATA_MODEL_KEY: {"model": self.model_name, "dimension": self.dimension}},
             )
             return
-        params = self.client.get_collection(self.collection_name).config.params.vectors
+        config = self.client.get_collection(self.collection_name).config
+        stored = (getattr(config, "metadata", None) or {}).get(METADATA_MODEL_KEY) or {}
+        if stored.get("model") and self.model_name and stored["model"] != self.model_name:
+            logger.warning(
+                "Collection %r was indexed with the model %s; searching it with %s. Vectors of two "
+                "different models are not comparable: use the same model or another collection.",
+                self.collection_name,
+                stored["model"],
+                self.model_name,
+            )
+        params = config.params.vectors
         if not isinstance(params, models.VectorParams):
             names = sorted(params or {})
             raise CollectionMismatchError(
@@ -246,8 +263,7 @@ class QdrantStore:
             )
 
     def _model_name(self) -> str:
-        config = getattr(getattr(self.embeddings, "model", None), "config", None)
-        return repr(getattr(config, "_name_or_path", "") or type(self.embeddings).__name__)
+        return repr(self.model_name or type(self.embeddings).__name__)
 
     def _warn_if_large(self) -> None:
         if not self.local or self._warned_size:
@@ -451,6 +467,24 @@ class QdrantStore:
     def __repr__(self) -> str:
         where = "local" if self.local else "server"
         return f"QdrantStore({self.collection_name!r}, {where}, dim={self.dimension})"
+
+
+def collection_model(client: QdrantClient, collection_name: str) -> str | None:
+    """The model recorded when ``collection_name`` was created, or ``None`` (unknown or absent)."""
+    if not client.collection_exists(collection_name):
+        return None
+    config = client.get_collection(collection_name).config
+    stored = (getattr(config, "metadata", None) or {}).get(METADATA_MODEL_KEY) or {}
+    return stored.get("model") or None
+
+
+def model_name_of(embeddings: Any) -> str:
+    """The path (absolute) or Hub id a model was loaded from; empty when unknown."""
+    config = getattr(getattr(embeddings, "model", None), "config", None)
+    name = str(getattr(config, "_name_or_path", "") or "")
+    if name and Path(name).exists():
+        name = str(Path(name).resolve())
+    return name
 
 
 def _first_of_each(doc_ids: list[str]) -> list[int]:

@@ -214,3 +214,12 @@ def test_server_mode_same_api(tiny_embeddings) -> None:
             assert {h.id for h in hits} == {"wing", "shock"}
         finally:
             s.client.delete_collection(name)
+
+
+def test_collection_records_its_model(tiny_embeddings, tiny_llama_dir: Path) -> None:
+    from search_r3.store import collection_model
+
+    client = QdrantClient(":memory:")
+    QdrantStore(tiny_embeddings, "rec", client=client)
+    assert collection_model(client, "rec") == str(Path(tiny_llama_dir).resolve())
+    assert collection_model(client, "absent") is None

@@ -1,0 +1,214 @@
+"""The search-r3 command line: index, search, eval and demo, run in-process on tiny models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from search_r3.cli.main import main
+from search_r3.store import QdrantStore
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch, tmp_path: Path) -> None:
+    """No user model, cache or store leaks into the tests."""
+    for name in ("SEARCH_R3_MODEL", "SEARCH_R3_DEMO_MODEL", "QDRANT_URL", "QDRANT_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SEARCH_R3_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SEARCH_R3_STORE", str(tmp_path / "default-store"))
+
+
+@pytest.fixture
+def docs_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "docs"
+    (root / "sub").mkdir(parents=True)
+    (root / "bread.md").write_text("# Bread\n\nBread goes stale as its starch recrystallises.\n")
+    (root / "sub" / "tides.txt").write_text("Tides are caused by the Moon's gravity.\n")
+    (root / ".hidden.md").write_text("never indexed\n")
+    (root / "extra.jsonl").write_text(
+        json.dumps({"id": "rome", "title": "Roads", "text": "Roman roads were paved.", "topic": "history"})
+        + "\n"
+        + json.dumps({"id": "sql", "text": "An index speeds up a query.", "topic": "programming"})
+        + "\n"
+    )
+    return root
+
+
+def run_json(capsys, argv: list[str]) -> object:
+    capsys.readouterr()
+    assert main([*argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("command", ["index", "search", "eval", "demo", "init"])
+def test_every_command_has_help_with_examples(command: str, capsys) -> None:
+    with pytest.raises(SystemExit) as done:
+        main([command, "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and f"search-r3 {command}" in out
+
+
+def test_index_then_search(tiny_llama_dir: Path, docs_dir: Path, tmp_path: Path, capsys) -> None:
+    store = ["--path", str(tmp_path / "db"), "--collection", "notes"]
+    summary = run_json(capsys, ["index", str(docs_dir), "--model", str(tiny_llama_dir), *store])
+    assert summary == {**summary, "documents": 4, "added": 4, "count": 4, "store": "local"}
+    again = run_json(capsys, ["index", str(docs_dir), "--model", str(tiny_llama_dir), *store])
+    assert again["added"] == 0 and again["count"] == 4  # nothing twice
+
+    # no --model: the model the collection was indexed with is used
+    results = run_json(
+        capsys, ["search", "why is bread hard", "-k", "2", "--max-reasoning-tokens", "3", *store]
+    )
+    assert len(results) == 1 and len(results[0]["hits"]) == 2
+    assert isinstance(results[0]["reasoning"], str) and isinstance(results[0]["forced"], bool)
+    ids = {hit["id"] for hit in results[0]["hits"]}
+    assert ids <= {
+        "rome",
+        "sql",
+        str((docs_dir / "bread.md").resolve()),
+        str((docs_dir / "sub/tides.txt").resolve()),
+    }
+
+    filtered = run_json(capsys, ["search", "anything", "--filter", "topic=history", "--no-reasoning", *store])
+    assert [hit["id"] for hit in filtered[0]["hits"]] == ["rome"]
+    assert filtered[0]["hits"][0]["metadata"]["title"] == "Roads"
+
+    assert main(["search", "why is bread hard", "-k", "3", "--max-reasoning-tokens", "3", *store]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0] == "query: why is bread hard" and lines[1].startswith("reasoning:")
+    assert lines[2].lstrip().startswith("1. ") and "  3. " in out
+
+
+def test_errors_name_the_fix(tiny_llama_dir: Path, docs_dir: Path, tmp_path: Path, capsys) -> None:
+    assert main(["index", str(tmp_path / "missing"), "--model", str(tiny_llama_dir)]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+    assert main(["search", "q", "--path", str(tmp_path / "db")]) == 1  # no model anywhere
+    err = capsys.readouterr().err
+    assert "--model" in err and "SEARCH_R3_MODEL" in err and "search-r3 init" in err
+
+    assert main(["index", str(docs_dir), "--model", str(tmp_path)]) == 1
+    assert "Could not load a search-r3 model" in capsys.readouterr().err
+
+    assert main(["search", "q", "--model", str(tiny_llama_dir), "--path", str(tmp_path / "empty-db")]) == 1
+    assert "is empty; index documents first" in capsys.readouterr().err
+
+
+def test_locked_store_is_explained(
+    tiny_llama_dir: Path, tiny_embeddings, docs_dir: Path, tmp_path: Path, capsys
+):
+    with QdrantStore(tiny_embeddings, "search_r3", path=tmp_path / "db"):
+        code = main(["index", str(docs_dir), "--model", str(tiny_llama_dir), "--path", str(tmp_path / "db")])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "already open in another process" in err and "--url" in err
+
+
+def write_beir(root: Path) -> Path:
+    root.mkdir(parents=True)
+    docs = {
+        "d1": "The lift of a wing grows with the angle of attack.",
+        "d2": "Heat flows through composite slabs by conduction.",
+        "d3": "Shock waves stand ahead of blunt bodies at hypersonic speed.",
+        "d4": "Bread stales as starch recrystallises.",
+    }
+    (root / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": k, "title": "", "text": v}) + "\n" for k, v in docs.items())
+    )
+    queries = {"q1": "wing lift angle", "q2": "heat conduction slabs", "q3": "hypersonic shock waves"}
+    (root / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": k, "text": v}) + "\n" for k, v in queries.items())
+    )
+    (root / "qrels").mkdir()
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t1\nq3\td3\t1\n")
+    return root
+
+
+def test_eval_table_and_json(tiny_llama_dir: Path, tmp_path: Path, capsys) -> None:
+    data = write_beir(tmp_path / "beir")
+    payload = run_json(
+        capsys, ["eval", str(data), "--model", str(tiny_llama_dir), "--max-reasoning-tokens", "3"]
+    )
+    assert payload["queries"] == 3 and payload["documents"] == 4
+    systems = [row["system"] for row in payload["rows"]]
+    assert systems == ["search-r3 (reasoning, 3 tokens)", "search-r3 (no reasoning)", "BM25"]
+    assert payload["rows"][2]["metrics"]["RR@10"] == pytest.approx(1.0)  # BM25 finds every answer first
+    assert set(payload["rows"][0]["metrics"]) == {"nDCG@10", "R@100", "RR@10"}
+
+    out_file = tmp_path / "table.md"
+    assert main(["eval", str(data), "--reasoning", "none", "--output", str(out_file)]) == 0  # no model needed
+    out = capsys.readouterr().out
+    assert "| system | nDCG@10 | Recall@100 | MRR@10 |" in out and "| BM25 | 1.0000 |" in out
+    assert out_file.read_text().startswith("| system |")
+
+    assert main(["eval", str(tmp_path / "nowhere")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_eval_cranfield_bm25(cranfield_dir: Path, capsys) -> None:
+    payload = run_json(capsys, ["eval", str(cranfield_dir), "--reasoning", "none"])
+    assert payload["queries"] == 225 and payload["documents"] == 1400
+    assert payload["rows"][0]["metrics"]["nDCG@10"] == pytest.approx(0.511, abs=0.002)
+    test_split = run_json(capsys, ["eval", str(cranfield_dir), "--reasoning", "none", "--queries", "test"])
+    assert test_split["queries"] == 68
+
+
+def test_demo(tiny_llama_dir: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("SEARCH_R3_DEMO_MODEL", str(tiny_llama_dir))
+    results = run_json(
+        capsys, ["demo", "--max-reasoning-tokens", "3"]
+    )  # the default store ($SEARCH_R3_STORE)
+    assert len(results) == 4 and all(len(r["hits"]) == 3 for r in results)
+    assert results[0]["query"].startswith("Why are the bottom leaves")
+    assert {"title", "topic"} <= set(results[0]["hits"][0]["metadata"])
+    assert (tmp_path / "default-store").is_dir()
+    capsys.readouterr()
+    assert main(["demo", "--query", "slugs on lettuce", "-k", "2", "--max-reasoning-tokens", "3"]) == 0
+    captured = capsys.readouterr()
+    assert "(0 new)" in captured.err  # the demo corpus is not indexed twice
+    assert captured.out.startswith("query: slugs on lettuce\nreasoning:")
+
+
+def test_read_documents_ids_chunks_and_metadata(docs_dir: Path, tmp_path: Path) -> None:
+    from search_r3.corpus_readers import CorpusError, read_documents, split_text
+
+    docs = list(read_documents([docs_dir]))
+    assert [d.id for d in docs] == [
+        str((docs_dir / "bread.md").resolve()),
+        "rome",
+        "sql",
+        str((docs_dir / "sub" / "tides.txt").resolve()),
+    ]
+    assert docs[0].metadata == {"source": str(docs_dir / "bread.md"), "title": "Bread"}
+    assert docs[1].text == "Roads\nRoman roads were paved." and docs[1].metadata["topic"] == "history"
+
+    long = tmp_path / "long.md"
+    long.write_text("\n\n".join(f"Paragraph {i} " + "word " * 40 for i in range(10)))
+    chunks = list(read_documents([long], chunk_chars=500))
+    assert len(chunks) > 1 and all(len(c.text) <= 500 for c in chunks)
+    assert [c.id for c in chunks] == [f"{long.resolve()}#{i}" for i in range(len(chunks))]
+    assert " ".join(c.text for c in chunks).split() == long.read_text().split()  # nothing lost
+    assert len(list(read_documents([long], chunk_chars=None))) == 1
+    assert split_text("One. Two three. " * 50, 100) and max(map(len, split_text("x" * 250, 100))) == 100
+
+    (tmp_path / "img.png").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    with pytest.raises(CorpusError, match=r"unsupported file type \.png"):
+        list(read_documents([tmp_path / "img.png"]))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": 1, "text": "ok"}\n{"id": 2, "title": 5}\n')
+    with pytest.raises(CorpusError, match=r"bad\.jsonl:2: no text field"):
+        list(read_documents([bad]))
+    (tmp_path / "empty-folder").mkdir()
+    with pytest.raises(CorpusError, match="holds no file"):
+        list(read_documents([tmp_path / "empty-folder"]))
+
+
+def test_beir_folder_indexes_its_corpus_only(tmp_path: Path) -> None:
+    from search_r3.corpus_readers import read_documents
+
+    data = write_beir(tmp_path / "beir")
+    assert [d.id for d in read_documents([data])] == ["d1", "d2", "d3", "d4"]
