@@ -8,7 +8,8 @@ vectors. ``encode_query`` reasons first; ``encode_document`` embeds in one forwa
 Loading::
 
     from sentence_transformers import SentenceTransformer
-    model = SentenceTransformer("path/to/search-r3-model", trust_remote_code=True)  # saved by ST
+    # a folder saved by SentenceTransformer.save, or one given write_sentence_transformers_files()
+    model = SentenceTransformer("path/to/search-r3-model", trust_remote_code=True)
     # or, without the flag (public API only; works on any search-r3 folder):
     from search_r3.st_module import load_sentence_transformer
     model = load_sentence_transformer("path/to/search-r3-model")
@@ -27,9 +28,12 @@ model folder itself: the class comes from the installed ``search_r3`` package. T
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections import OrderedDict
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -267,6 +271,53 @@ def load_sentence_transformer(
     if max_reasoning_tokens is not None:
         module.max_reasoning_tokens = max_reasoning_tokens
     return SentenceTransformer(modules=[module], device=device)
+
+
+def write_sentence_transformers_files(
+    folder: str | os.PathLike[str],
+    *,
+    reasoning: bool = True,
+    max_reasoning_tokens: int | None = None,
+    default_task: str = DOCUMENT,
+) -> Path:
+    """Make a search-r3 model folder loadable by ``SentenceTransformer(folder, trust_remote_code=True)``.
+
+    Writes ``modules.json``, ``config_sentence_transformers.json`` and ``search_r3_config.json``
+    next to the weights, without loading the model (cheap enough for ``init`` or a training
+    export to call). ``config.json`` is left as it is, so the folder stays a plain transformers
+    checkpoint.
+    """
+    import sentence_transformers
+    import transformers
+
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{folder} has no config.json; pass a search-r3 model folder.")
+    cls = SearchR3Module
+    files = {
+        "modules.json": [
+            {"idx": 0, "name": "0", "path": "", "type": f"{cls.__module__}.{cls.__name__}"},
+        ],
+        "config_sentence_transformers.json": {
+            "__version__": {
+                "sentence_transformers": sentence_transformers.__version__,
+                "transformers": transformers.__version__,
+                "pytorch": torch.__version__,
+            },
+            "model_type": "SentenceTransformer",
+            "prompts": {"query": "", "document": ""},
+            "default_prompt_name": None,
+            "similarity_fn_name": "cosine",
+        },
+        cls.config_file_name: {
+            "reasoning": reasoning,
+            "max_reasoning_tokens": max_reasoning_tokens,
+            "default_task": default_task,
+        },
+    }
+    for name, content in files.items():
+        (folder / name).write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
+    return folder
 
 
 def to_sentence_transformer(

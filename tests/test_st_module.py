@@ -117,3 +117,23 @@ def test_saved_defaults_are_honoured(tiny_llama_dir: Path, tmp_path: Path) -> No
 def test_dimension_and_length(st_model) -> None:
     assert st_model.get_embedding_dimension() == 64
     assert st_model.max_seq_length == 512
+
+
+def test_plain_folder_made_loadable_without_loading_it(
+    tiny_llama_dir: Path, embeddings, tmp_path: Path
+) -> None:
+    import shutil
+
+    from search_r3.st_module import write_sentence_transformers_files
+
+    folder = tmp_path / "plain"
+    shutil.copytree(tiny_llama_dir, folder)
+    before = (folder / "config.json").read_text()
+    write_sentence_transformers_files(folder, max_reasoning_tokens=4)
+    assert (folder / "config.json").read_text() == before
+    model = SentenceTransformer(str(folder), trust_remote_code=True, device="cpu")
+    assert isinstance(model[0], SearchR3Module) and model[0].max_reasoning_tokens == 4
+    np.testing.assert_array_equal(model.encode_query(QUERIES), embeddings.encode_queries(QUERIES).embeddings)
+    np.testing.assert_array_equal(model.encode_document(DOCS), embeddings.encode_documents(DOCS))
+    with pytest.raises(FileNotFoundError, match="search-r3 model folder"):
+        write_sentence_transformers_files(tmp_path / "nothing-here")

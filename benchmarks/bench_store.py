@@ -1,0 +1,212 @@
+"""Benchmark the Qdrant store: indexing overhead over embedding alone, and search latency.
+
+    python benchmarks/bench_store.py                       # demo model (built once), Cranfield texts
+    python benchmarks/bench_store.py --model ./my-model --docs 512 --repeats 3
+    python benchmarks/bench_store.py --skip-indexing --sizes 1000 10000 100000
+
+1. Indexing: the same documents are (a) embedded alone in the chunks the store uses, (b)
+   embedded alone in one call, (c) embedded and written by ``QdrantStore.add_documents`` into an
+   embedded (local-mode) store folder, (d) written as ready-made vectors (store cost only).
+   Repeats alternate (a)-(d) and keep each one's best time, so background load hits them alike.
+   Target: (c) / (a) - 1 under 10 %.
+2. Search latency: random unit vectors of the model's dimension at each size, 200 queries through
+   ``search_by_vector`` (top 10), against a NumPy brute-force top-10 over the same matrix as the
+   baseline, and against the time to embed one query without reasoning.
+
+Prints a table with ratios; nothing is asserted (timings belong here, not in tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from search_r3.model import ReasoningEmbeddings
+from search_r3.store import QdrantStore
+
+CRANFIELD = Path(__file__).resolve().parents[2] / "shared" / "data" / "cranfield"
+
+
+def corpus_texts(n: int) -> tuple[list[str], str]:
+    """``n`` real texts: Cranfield abstracts when present, else the demo corpus (cycled, numbered)."""
+    if (CRANFIELD / "cran.all.1400").is_file():
+        from search_r3.collections import load_cranfield
+
+        c = load_cranfield(CRANFIELD)
+        texts = [c.doc_text(d) for d in c.doc_ids() if c.doc_text(d).strip()]
+        source = "Cranfield abstracts"
+    else:
+        from search_r3.demo import demo_documents
+
+        texts = [d.full_text for d in demo_documents()]
+        source = "demo corpus (cycled)"
+    out = [texts[i % len(texts)] + ("" if i < len(texts) else f" ({i // len(texts)})") for i in range(n)]
+    return out, source
+
+
+def best_of(times: list[float]) -> float:
+    return min(times)
+
+
+def bench_indexing(emb: ReasoningEmbeddings, texts: list[str], batch: int, repeats: int) -> dict[str, float]:
+    ids = [f"doc-{i}" for i in range(len(texts))]
+    results: dict[str, list[float]] = {"chunks": [], "one_call": [], "store": [], "store_vectors": []}
+    vectors = None
+    for r in range(repeats):
+        start = time.perf_counter()
+        for i in range(0, len(texts), batch):
+            emb.encode_documents(texts[i : i + batch], show_progress_bar=False)
+        results["chunks"].append(time.perf_counter() - start)
+
+        start = time.perf_counter()
+        vectors = emb.encode_documents(texts, show_progress_bar=False)
+        results["one_call"].append(time.perf_counter() - start)
+
+        with tempfile.TemporaryDirectory() as tmp, QdrantStore(emb, "bench", path=tmp) as store:
+            start = time.perf_counter()
+            store.add_documents(texts, ids=ids, batch_size=batch, show_progress_bar=False)
+            results["store"].append(time.perf_counter() - start)
+            assert store.count() == len(texts)
+
+        with tempfile.TemporaryDirectory() as tmp, QdrantStore(emb, "bench", path=tmp) as store:
+            start = time.perf_counter()
+            for i in range(0, len(texts), batch):
+                store.add_vectors(vectors[i : i + batch], texts[i : i + batch], ids[i : i + batch])
+            results["store_vectors"].append(time.perf_counter() - start)
+        print(f"  repeat {r + 1}/{repeats}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in results.items()))
+    return {k: best_of(v) for k, v in results.items()}
+
+
+def bench_search(
+    emb: ReasoningEmbeddings, sizes: list[int], queries: int, seed: int = 0
+) -> list[dict[str, float]]:
+    rng = np.random.default_rng(seed)
+    dim = emb.embedding_dimension
+    rows = []
+    for size in sizes:
+        matrix = rng.standard_normal((size, dim)).astype(np.float32)
+        matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+        q = rng.standard_normal((queries, dim)).astype(np.float32)
+        q /= np.linalg.norm(q, axis=1, keepdims=True)
+        with tempfile.TemporaryDirectory() as tmp, QdrantStore(emb, "latency", path=tmp) as store:
+            start = time.perf_counter()
+            chunk = 1000
+            for i in range(0, size, chunk):
+                ids = [f"p{j}" for j in range(i, min(size, i + chunk))]
+                store.add_vectors(matrix[i : i + chunk], ["x"] * len(ids), ids)
+            load_s = time.perf_counter() - start
+            store.search_by_vector(q[0], k=10)  # warm up
+            store_ms = []
+            for vec in q:
+                start = time.perf_counter()
+                hits = store.search_by_vector(vec, k=10)
+                store_ms.append((time.perf_counter() - start) * 1000)
+            # sanity: the store's best hit is the brute-force best
+            best = int(np.argmax(matrix @ q[-1]))
+            assert hits[0].id == f"p{best}", (hits[0].id, best)
+        numpy_ms = []
+        for vec in q:
+            start = time.perf_counter()
+            scores = matrix @ vec
+            top = np.argpartition(-scores, 10)[:10]
+            top[np.argsort(-scores[top])]
+            numpy_ms.append((time.perf_counter() - start) * 1000)
+        rows.append(
+            {
+                "size": size,
+                "store_p50": statistics.median(store_ms),
+                "store_p95": float(np.percentile(store_ms, 95)),
+                "numpy_p50": statistics.median(numpy_ms),
+                "load_s": load_s,
+            }
+        )
+        last = rows[-1]
+        print(
+            f"  {size:>7} points: store p50 {last['store_p50']:.2f} ms, numpy p50 {last['numpy_p50']:.3f} ms"
+        )
+    return rows
+
+
+def query_embed_ms(emb: ReasoningEmbeddings, repeats: int = 5) -> float:
+    query = ["why does bread go stale so quickly"]
+    emb.encode_queries(query, reasoning=False)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        emb.encode_queries(query, reasoning=False)
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", default=None, help="search-r3 model (default: the demo model, built once)")
+    parser.add_argument("--docs", type=int, default=256, help="documents for the indexing benchmark")
+    parser.add_argument("--batch-size", type=int, default=64, help="store batch size (documents per upsert)")
+    parser.add_argument("--repeats", type=int, default=2, help="rounds of the indexing benchmark (best kept)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000], help="store sizes for latency")
+    parser.add_argument("--queries", type=int, default=200, help="queries per size for latency")
+    parser.add_argument("--skip-indexing", action="store_true")
+    args = parser.parse_args(argv)
+
+    if args.model is None:
+        from search_r3.demo import demo_model_path
+
+        args.model = str(demo_model_path())
+    emb = ReasoningEmbeddings.from_pretrained(args.model, device="cpu", dtype="float32")
+    print(
+        f"model {args.model} (dim {emb.embedding_dimension}); torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs, {platform.machine()}"
+    )
+
+    if not args.skip_indexing:
+        texts, source = corpus_texts(args.docs)
+        print(f"\nindexing {len(texts)} {source}, batches of {args.batch_size}, best of {args.repeats}:")
+        t = bench_indexing(emb, texts, args.batch_size, args.repeats)
+        n = len(texts)
+        print("\n| path | seconds | docs/s | vs embedding alone (same chunks) |")
+        print("|---|---:|---:|---:|")
+        for label, key in (
+            ("embedding alone, store-sized chunks", "chunks"),
+            ("embedding alone, one call", "one_call"),
+            ("QdrantStore.add_documents (embed + write)", "store"),
+            ("store write only (ready vectors)", "store_vectors"),
+        ):
+            print(f"| {label} | {t[key]:.2f} | {n / t[key]:.1f} | {t[key] / t['chunks']:.3f}x |")
+        print(
+            f"\nstore overhead: add_documents / embedding alone = {t['store'] / t['chunks']:.3f} "
+            f"({(t['store'] / t['chunks'] - 1) * 100:+.1f} %); write-only share "
+            f"{t['store_vectors'] / t['store'] * 100:.1f} % of add_documents"
+        )
+
+    dim = emb.embedding_dimension
+    print(f"\nsearch latency, random unit vectors (dim {dim}), top 10, {args.queries} queries:")
+    rows = bench_search(emb, args.sizes, args.queries)
+    embed_ms = query_embed_ms(emb)
+    print("\n| points | store p50 ms | store p95 ms | numpy brute force p50 ms | store / numpy | load s |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['size']} | {r['store_p50']:.2f} | {r['store_p95']:.2f} | {r['numpy_p50']:.3f} | "
+            f"{r['store_p50'] / r['numpy_p50']:.1f}x | {r['load_s']:.1f} |"
+        )
+    print(
+        f"\nembedding one query without reasoning: {embed_ms:.1f} ms "
+        f"(store search at {rows[-1]['size']} points = {rows[-1]['store_p50'] / embed_ms * 100:.1f} % of it)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
