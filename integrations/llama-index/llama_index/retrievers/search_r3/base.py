@@ -1,0 +1,108 @@
+"""``SearchR3Retriever``: a vector index retriever that returns the query's reasoning with each node."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llama_index.core.indices.vector_store.base import VectorStoreIndex
+from llama_index.core.indices.vector_store.retrievers import VectorIndexRetriever
+from llama_index.core.schema import NodeWithScore, QueryBundle
+from llama_index.core.vector_stores.types import BasePydanticVectorStore
+from llama_index.embeddings.search_r3 import SearchR3Embedding, capture_query_encodings
+from search_r3 import QueryEncodings, SearchR3Error
+
+#: Metadata keys added to every returned node (kept out of the LLM and embedding views of the node).
+REASONING_KEY = "reasoning"
+FORCED_KEY = "forced"
+
+
+class SearchR3Retriever(VectorIndexRetriever):
+    """Retrieve nodes from a ``VectorStoreIndex`` built with :class:`SearchR3Embedding`.
+
+    The query is embedded once, through the index's (or the given) embedding model, exactly as
+    ``index.as_retriever()`` does; the reasoning the model wrote for it is added to every
+    returned node's metadata under ``reasoning`` (and ``forced``: whether the budget ran out
+    before the model emitted the embed token). Nodes are copied before annotation, so nodes held
+    elsewhere (a docstore) are never modified. A ``QueryBundle`` that already carries an
+    embedding is searched as is, without reasoning, and its nodes get no reasoning keys.
+
+    Args:
+        index: The index to search.
+        embed_model: The query embedding model (default: the index's); must be a
+            :class:`SearchR3Embedding`.
+        similarity_top_k: Nodes to return.
+        **kwargs: Further ``VectorIndexRetriever`` arguments (``filters``, ``doc_ids``...).
+
+    Example:
+        >>> retriever = SearchR3Retriever(index, similarity_top_k=2)
+        >>> nodes = retriever.retrieve("which city hosts the Louvre?")
+        >>> nodes[0].node.metadata["reasoning"]
+    """
+
+    def __init__(
+        self,
+        index: VectorStoreIndex,
+        embed_model: SearchR3Embedding | None = None,
+        similarity_top_k: int = 4,
+        **kwargs: Any,
+    ) -> None:
+        embed_model = embed_model or index._embed_model
+        if not isinstance(embed_model, SearchR3Embedding):
+            raise SearchR3Error(
+                f"SearchR3Retriever needs a SearchR3Embedding to embed queries, got "
+                f"{type(embed_model).__name__}. Build the index with embed_model=SearchR3Embedding(...) "
+                "or pass embed_model=... here."
+            )
+        if (
+            isinstance(similarity_top_k, bool)
+            or not isinstance(similarity_top_k, int)
+            or similarity_top_k < 1
+        ):
+            raise SearchR3Error(f"similarity_top_k must be a positive integer, got {similarity_top_k!r}.")
+        # The same defaults as VectorStoreIndex.as_retriever.
+        kwargs.setdefault("node_ids", list(index.index_struct.nodes_dict.values()))
+        kwargs.setdefault("callback_manager", index._callback_manager)
+        kwargs.setdefault("object_map", index._object_map)
+        super().__init__(index, similarity_top_k=similarity_top_k, embed_model=embed_model, **kwargs)
+
+    @classmethod
+    def from_vector_store(
+        cls,
+        vector_store: BasePydanticVectorStore,
+        embed_model: SearchR3Embedding,
+        **kwargs: Any,
+    ) -> SearchR3Retriever:
+        """A retriever over an existing vector store (e.g. a Qdrant collection indexed earlier)."""
+        index = VectorStoreIndex.from_vector_store(vector_store, embed_model=embed_model)
+        return cls(index, **kwargs)
+
+    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        with capture_query_encodings() as seen:
+            nodes = super()._retrieve(query_bundle)
+        return _annotate(nodes, seen)
+
+    async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        with capture_query_encodings() as seen:
+            nodes = await super()._aretrieve(query_bundle)
+        return _annotate(nodes, seen)
+
+
+def _annotate(nodes: list[NodeWithScore], seen: list[QueryEncodings]) -> list[NodeWithScore]:
+    """Copies of ``nodes`` with the query's reasoning in their metadata."""
+    if not seen:  # the bundle carried its own embedding (or came from an embeddings cache)
+        return nodes
+    # One encoding per embedding string; a bundle with several strings gets all reasonings.
+    reasoning = "\n\n".join(r for enc in seen for r in enc.reasoning)
+    forced = bool(any(f for enc in seen for f in enc.forced))
+    annotated = []
+    for item in nodes:
+        node = item.node.model_copy()
+        node.metadata = {**node.metadata, REASONING_KEY: reasoning, FORCED_KEY: forced}
+        node.excluded_llm_metadata_keys = _with_hidden(node.excluded_llm_metadata_keys)
+        node.excluded_embed_metadata_keys = _with_hidden(node.excluded_embed_metadata_keys)
+        annotated.append(NodeWithScore(node=node, score=item.score))
+    return annotated
+
+
+def _with_hidden(keys: list[str]) -> list[str]:
+    return [*keys, *(k for k in (REASONING_KEY, FORCED_KEY) if k not in keys)]
