@@ -1,0 +1,47 @@
+"""Stage 2 of search-r3 training: GRPO with a retrieval reward (method.md §6–7).
+
+The pieces, each usable on its own:
+
+* :mod:`~search_r3_train.rl.rewards`: ranking rewards (DCG_scaled, nDCG@k, RR, margin) and a registry.
+* :mod:`~search_r3_train.rl.environment`: cached corpus vectors with selective local refresh.
+* :mod:`~search_r3_train.rl.policy`: embeddings read from the policy through the core's code.
+* :mod:`~search_r3_train.rl.reward_function`: the reward object ``trl.GRPOTrainer`` calls.
+* :mod:`~search_r3_train.rl.trainer`: the thin ``GRPOTrainer`` subclass.
+* :mod:`~search_r3_train.rl.build` / :mod:`~search_r3_train.rl.cli`: ``search-r3-train rl``.
+"""
+
+from search_r3_train.rl.environment import (
+    EnvironmentConfig,
+    NaiveEnvironment,
+    RetrievalEnvironment,
+    RetrievalEnvironmentError,
+    StepStats,
+    make_environment,
+)
+from search_r3_train.rl.rewards import (
+    REWARDS,
+    DCGScaledReward,
+    MarginReward,
+    NDCGReward,
+    ReciprocalRankReward,
+    RetrievalReward,
+    make_reward,
+    register_reward,
+)
+
+__all__ = [
+    "REWARDS",
+    "DCGScaledReward",
+    "EnvironmentConfig",
+    "MarginReward",
+    "NDCGReward",
+    "NaiveEnvironment",
+    "ReciprocalRankReward",
+    "RetrievalEnvironment",
+    "RetrievalEnvironmentError",
+    "RetrievalReward",
+    "StepStats",
+    "make_environment",
+    "make_reward",
+    "register_reward",
+]
