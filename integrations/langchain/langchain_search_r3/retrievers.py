@@ -91,19 +91,27 @@ class SearchR3Retriever(BaseRetriever):
         path: str | Path | None = ":memory:",
         url: str | None = None,
         api_key: str | None = None,
+        client: Any = None,
         **kwargs: Any,
     ) -> SearchR3Retriever:
         """Build a store (local ``:memory:`` by default), add ``texts`` and return a retriever on it.
 
         ``kwargs`` are retriever fields (``k``, ``filter``, ``reasoning``, ``max_reasoning_tokens``);
         a :class:`SearchR3Embeddings` passes on its own ``reasoning`` and budget as defaults.
-        With ``url`` the store lives on a Qdrant server instead.
+        With ``url`` the store lives on a Qdrant server instead; ``client`` uses an existing
+        ``QdrantClient`` (left open by :meth:`QdrantStore.close`).
         """
         if isinstance(embeddings, SearchR3Embeddings):
             kwargs.setdefault("reasoning", embeddings.reasoning)
             kwargs.setdefault("max_reasoning_tokens", embeddings.max_reasoning_tokens)
         model = _reasoning_embeddings(embeddings)
-        location: dict[str, Any] = {"url": url, "api_key": api_key} if url else {"path": path}
+        location: dict[str, Any]
+        if client is not None:
+            location = {"client": client}
+        elif url:
+            location = {"url": url, "api_key": api_key}
+        else:
+            location = {"path": path}
         store = QdrantStore(model, collection_name, **location)
         store.add_documents(list(texts), ids=ids, metadatas=metadatas)
         return cls(store=store, **kwargs)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -165,3 +167,19 @@ def test_rejects_an_index_without_search_r3_embeddings(index, embed_model) -> No
     assert SearchR3Retriever(other, embed_model=embed_model).retrieve("tea")  # explicit model is fine
     with pytest.raises(SearchR3Error, match="similarity_top_k"):
         SearchR3Retriever(index, similarity_top_k=0)
+
+
+@pytest.mark.server
+@pytest.mark.skipif(not os.environ.get("QDRANT_URL"), reason="needs a Qdrant server: set QDRANT_URL")
+def test_index_on_a_qdrant_server(embed_model, documents) -> None:
+    client = QdrantClient(url=os.environ["QDRANT_URL"], api_key=os.environ.get("QDRANT_API_KEY"))
+    name = f"li_server_{uuid.uuid4().hex[:8]}"
+    try:
+        storage = StorageContext.from_defaults(vector_store=QdrantVectorStore(name, client=client))
+        index = VectorStoreIndex.from_documents(documents, storage_context=storage, embed_model=embed_model)
+        nodes = SearchR3Retriever(index, similarity_top_k=2).retrieve("capital of Germany")
+        assert len(nodes) == 2 and nodes[0].node.metadata["reasoning"].startswith(" Paris")
+    finally:
+        if client.collection_exists(name):
+            client.delete_collection(name)
+        client.close()

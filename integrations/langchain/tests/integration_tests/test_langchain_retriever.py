@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
 
 import numpy as np
@@ -134,3 +136,37 @@ def test_from_texts_on_a_local_folder_survives_reopening(fresh_embeddings, corpu
         again = SearchR3Retriever(store=reopened, k=1).invoke("the Louvre", max_reasoning_tokens=BUDGET)
         assert reopened.count() == len(corpus.texts)
     assert [d.id for d in again] == [d.id for d in first]
+
+
+def test_from_texts_on_an_existing_client_leaves_it_open(fresh_embeddings, corpus) -> None:
+    from qdrant_client import QdrantClient
+
+    client = QdrantClient(":memory:")
+    retriever = SearchR3Retriever.from_texts(
+        corpus.texts, fresh_embeddings, client=client, collection_name="mine"
+    )
+    assert retriever.store.client is client
+    retriever.store.close()
+    assert client.count("mine").count == len(corpus.texts)  # the caller's client is still usable
+
+
+@pytest.mark.server
+@pytest.mark.skipif(not os.environ.get("QDRANT_URL"), reason="needs a Qdrant server: set QDRANT_URL")
+def test_retriever_on_a_qdrant_server(fresh_embeddings, corpus) -> None:
+    name = f"lc_server_{uuid.uuid4().hex[:8]}"
+    retriever = SearchR3Retriever.from_texts(
+        corpus.texts,
+        fresh_embeddings,
+        ids=corpus.ids,
+        collection_name=name,
+        url=os.environ["QDRANT_URL"],
+        api_key=os.environ.get("QDRANT_API_KEY"),
+        k=2,
+        max_reasoning_tokens=BUDGET,
+    )
+    try:
+        docs = retriever.invoke("capital of Germany")
+        assert len(docs) == 2 and docs[0].metadata["reasoning"].startswith(" Paris")
+    finally:
+        retriever.store.client.delete_collection(name)
+        retriever.store.close()

@@ -13,6 +13,7 @@ from typing import Any
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from search_r3 import QueryEncodings, ReasoningEmbeddings, SearchR3Error
+from search_r3.store import model_name_of
 
 #: Environment variable read when no ``model`` is given (a local folder or a Hub id).
 MODEL_ENV_VAR = "SEARCH_R3_MODEL"
@@ -91,7 +92,7 @@ class SearchR3Embedding(BaseEmbedding):
             )
         if isinstance(source, ReasoningEmbeddings):
             loaded = source
-            name = str(getattr(source.model.config, "_name_or_path", "") or "search-r3")
+            name = model_name_of(source) or "search-r3"
         else:
             name = str(source)
             loaded = ReasoningEmbeddings.from_pretrained(
