@@ -1,9 +1,13 @@
 """Batched reasoning decoding with the KV cache, ending each row at the embed token.
 
-Each step feeds one token per live row over the cache. A row that samples the embed token feeds
-it once more and its embedding is the hidden state of that step: no re-run of the sequence. A row
-that runs out of budget (or ends its turn without the token) gets the closing text and the token
-appended in one final step over the same cache and is reported as forced.
+Each step feeds one token per live row over the cache. A row whose next token is the embed
+token feeds it once more, and the hidden state of that step is its embedding: the sequence is
+never re-run. A row that runs out of budget, or ends its turn without the token, is *forced*: the
+closing text and the token are fed for it over the same cache instead of sampled tokens. When only
+forced rows are left, their remaining closing ids go in one final step.
+
+Rows that are done leave the batch and the cache at once, so a batch costs what its live rows
+cost: a long reasoning does not make the finished rows pay for every further step.
 """
 
 from __future__ import annotations
@@ -30,12 +34,25 @@ def _cache_of(output: Any) -> Any:
 
 @dataclass
 class SamplingOptions:
-    """Greedy by default, so the same query gives the same vector; sampling on request."""
+    """Greedy by default, so the same query gives the same vector; sampling on request.
+
+    Attributes:
+        do_sample: Sample from the softmax instead of taking the most likely token.
+        temperature: Softmax temperature when sampling.
+        top_p: Nucleus sampling: keep the smallest set of tokens whose probability reaches it.
+        seed: Seed of a private generator, so sampled reasoning can be reproduced.
+    """
 
     do_sample: bool = False
     temperature: float = 1.0
     top_p: float = 1.0
     seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.do_sample and not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0 when sampling, got {self.temperature}.")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}.")
 
     def generator(self, device: torch.device) -> torch.Generator | None:
         if not self.do_sample or self.seed is None:
@@ -55,14 +72,46 @@ class DecodedBatch:
 def _pick(logits: torch.Tensor, options: SamplingOptions, generator: torch.Generator | None) -> torch.Tensor:
     if not options.do_sample:
         return logits.argmax(dim=-1)
-    logits = logits.float() / max(options.temperature, 1e-5)
-    probs = F.softmax(logits, dim=-1)
+    probs = F.softmax(logits.float() / options.temperature, dim=-1)
     if options.top_p < 1.0:
         sorted_probs, order = probs.sort(dim=-1, descending=True)
-        keep = sorted_probs.cumsum(-1) - sorted_probs < options.top_p
-        sorted_probs = sorted_probs * keep
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+        keep = sorted_probs.cumsum(-1) - sorted_probs < options.top_p  # always keeps the top token
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs * keep)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+class _Batch:
+    """The live rows of a decoding batch: their cache, attention mask and next positions."""
+
+    def __init__(self, backbone: Any, cache_kw: str, rows: list[int], cache: Any, mask: torch.Tensor):
+        self.backbone, self.cache_kw = backbone, cache_kw
+        self.rows = rows  # input index of each batch row
+        self.cache, self.mask = cache, mask
+        self.lengths = mask.sum(dim=1)  # position of each row's next token
+
+    def step(self, ids: torch.Tensor, ids_mask: torch.Tensor) -> torch.Tensor:
+        """Feed ``ids`` (batch, width) over the cache; returns the last hidden states."""
+        self.mask = torch.cat([self.mask, ids_mask], dim=1)
+        positions = self.lengths.unsqueeze(1) + torch.arange(ids.shape[1], device=ids.device)
+        out = self.backbone(
+            input_ids=ids,
+            attention_mask=self.mask,
+            position_ids=positions,
+            use_cache=True,
+            **{self.cache_kw: self.cache},
+        )
+        self.cache = _cache_of(out)
+        self.lengths = self.lengths + ids_mask.sum(dim=1)
+        return out.last_hidden_state
+
+    def keep(self, keep: list[int]) -> None:
+        """Drop every batch row not in ``keep`` (batch positions) from the cache and the mask."""
+        index = torch.tensor(keep, dtype=torch.long, device=self.mask.device)
+        self.cache.batch_select_indices(index)
+        self.mask, self.lengths = self.mask[index], self.lengths[index]
+        self.rows = [self.rows[j] for j in keep]
+        # Columns that are padding in every remaining row stay in the cache (it cannot be cut on
+        # the left), but they are masked out, so they change nothing.
 
 
 @torch.inference_mode()
@@ -78,77 +127,93 @@ def reason_and_embed(
     sampling: SamplingOptions | None = None,
     normalize: bool = True,
 ) -> DecodedBatch:
-    """Generate reasoning for each prompt and return the embedding at the embed token."""
+    """Generate reasoning for each prompt and return the embedding at the embed token.
+
+    Args:
+        causal_lm: A Hugging Face causal LM (or PEFT wrapper); only its base transformer and
+            its output embeddings are used.
+        prompts: Token ids of reasoning prompts (ending at the start of the assistant turn).
+        embed_id: Id of the embed token.
+        stop_ids: Ids that end a row (the embed token and end-of-turn ids).
+        pad_id: Id used for padding (masked out, its value does not matter).
+        forced_ids: Ids fed after the reasoning of a row that did not emit the embed token;
+            they must end with ``embed_id``.
+        max_new_tokens: Most tokens generated per row, the embed token included.
+        sampling: Greedy decoding when ``None``.
+        normalize: L2-normalise the embeddings.
+    """
+    forced_ids = [int(i) for i in forced_ids]
+    if not forced_ids or forced_ids[-1] != embed_id or forced_ids.count(embed_id) != 1:
+        raise ValueError("forced_ids must end with the embed token and contain it once.")
     sampling = sampling or SamplingOptions()
     backbone = backbone_of(causal_lm)
     head = causal_lm.get_output_embeddings()
     device = next(causal_lm.parameters()).device
     generator = sampling.generator(device)
-    stop = set(int(i) for i in stop_ids)
+    stop = {int(i) for i in stop_ids} - {embed_id}
+    n = len(prompts)
+    dim = int(causal_lm.config.get_text_config().hidden_size)
+    embeddings = torch.zeros(n, dim, dtype=torch.float32, device=device)
+    generated: list[list[int]] = [[] for _ in range(n)]
+    forced = [False] * n
+    if n == 0:
+        return DecodedBatch(embeddings.cpu(), generated, forced)
 
     ids, mask = pad_batch(prompts, pad_id, side="left")
     ids, mask = ids.to(device), mask.to(device)
     out = backbone(
         input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=True
     )
-    cache_kw = _cache_keyword(backbone)
-    cache, last_hidden = _cache_of(out), out.last_hidden_state[:, -1]
-    n = len(prompts)
-    lengths = mask.sum(dim=1)
-    generated: list[list[int]] = [[] for _ in range(n)]
-    forced = [False] * n
-    live = [True] * n
-    embeddings = torch.zeros(n, last_hidden.shape[-1], dtype=torch.float32, device=device)
+    batch = _Batch(backbone, _cache_keyword(backbone), list(range(n)), _cache_of(out), mask)
+    last_hidden = out.last_hidden_state[:, -1]
+    scripts: dict[int, list[int]] = {}  # forced rows: closing ids still to feed
 
-    for _ in range(max_new_tokens + 1):
-        rows = [r for r in range(n) if live[r]]
-        if not rows:
+    while batch.rows:
+        if all(r in scripts for r in batch.rows):
+            # Only forced rows left: their remaining closing ids in one step, right-padded.
+            width = max(len(scripts[r]) for r in batch.rows)
+            chunk = torch.full((len(batch.rows), width), pad_id, dtype=torch.long, device=device)
+            chunk_mask = torch.zeros_like(chunk)
+            for j, r in enumerate(batch.rows):
+                chunk[j, : len(scripts[r])] = torch.tensor(scripts[r], device=device)
+                chunk_mask[j, : len(scripts[r])] = 1
+            hidden = batch.step(chunk, chunk_mask)
+            for j, r in enumerate(batch.rows):
+                embeddings[r] = hidden[j, len(scripts[r]) - 1].float()
             break
-        chosen = _pick(head(last_hidden[rows]), sampling, generator).tolist()
-        feed = torch.full((n, 1), pad_id, dtype=torch.long, device=device)
-        feed_mask = torch.zeros((n, 1), dtype=torch.long, device=device)
-        emitted = []
-        for r, token in zip(rows, chosen, strict=True):
-            if len(generated[r]) >= max_new_tokens or (token in stop and token != embed_id):
-                live[r], forced[r] = False, True  # out of budget, or the turn ended without the token
-                continue
-            generated[r].append(token)
-            feed[r, 0], feed_mask[r, 0] = token, 1
-            if token == embed_id:
-                live[r] = False
-                emitted.append(r)
-        if not feed_mask.any():
-            break
-        mask = torch.cat([mask, feed_mask], dim=1)
-        out = backbone(
-            input_ids=feed,
-            attention_mask=mask,
-            position_ids=lengths.unsqueeze(1),
-            use_cache=True,
-            **{cache_kw: cache},
-        )
-        lengths = lengths + feed_mask.squeeze(1)
-        cache, last_hidden = _cache_of(out), out.last_hidden_state[:, -1]
-        for r in emitted:
-            embeddings[r] = last_hidden[r].float()
 
-    if any(forced):
-        # All forced rows append the same ids, so one step over the cache serves them all.
-        width = len(forced_ids)
-        forced_rows = torch.tensor(forced, device=device)
-        chunk = torch.full((n, width), pad_id, dtype=torch.long, device=device)
-        chunk[forced_rows] = torch.tensor(list(forced_ids), dtype=torch.long, device=device)
-        chunk_mask = forced_rows.long().unsqueeze(1).expand(n, width)
-        mask = torch.cat([mask, chunk_mask], dim=1)
-        positions = lengths.unsqueeze(1) + torch.arange(width, device=device)
-        out = backbone(
-            input_ids=chunk,
-            attention_mask=mask,
-            position_ids=positions,
-            use_cache=True,
-            **{cache_kw: cache},
+        for r in batch.rows:  # out of budget: force before spending a pick on it
+            if r not in scripts and len(generated[r]) >= max_new_tokens:
+                forced[r], scripts[r] = True, list(forced_ids)
+        picking = [j for j, r in enumerate(batch.rows) if r not in scripts]
+        picked = _pick(head(last_hidden[picking]), sampling, generator).tolist() if picking else []
+        choice = dict(zip(picking, picked, strict=True))
+
+        feed: list[int] = []
+        for j, r in enumerate(batch.rows):
+            token = choice.get(j)
+            if token is not None and token in stop:  # the turn ended without the embed token
+                forced[r], scripts[r] = True, list(forced_ids)
+                token = None
+            if token is None:
+                token = scripts[r].pop(0)
+            else:
+                generated[r].append(token)
+            feed.append(token)
+        hidden = batch.step(
+            torch.tensor(feed, device=device).unsqueeze(1),
+            torch.ones(len(feed), 1, dtype=torch.long, device=device),
         )
-        embeddings[forced_rows] = out.last_hidden_state[forced_rows, -1].float()
+        last_hidden = hidden[:, -1]
+        done = [j for j, token in enumerate(feed) if token == embed_id]
+        for j in done:
+            embeddings[batch.rows[j]] = last_hidden[j].float()
+        if done:
+            keep = [j for j in range(len(feed)) if feed[j] != embed_id]
+            if not keep:
+                break
+            batch.keep(keep)
+            last_hidden = last_hidden[keep]
 
     if normalize:
         embeddings = F.normalize(embeddings, dim=-1)

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from tqdm.auto import tqdm
 
 from search_r3.decoding import SamplingOptions, reason_and_embed
@@ -118,9 +119,12 @@ class ReasoningEmbeddings:
         torch_dtype = resolve_dtype(dtype, device)
         hub = {"revision": revision, "token": token, "local_files_only": local_files_only}
         source = str(model_name_or_path)
+        _check_local_source(source)
         adapter_base = _adapter_base(source)
+        # An adapter folder normally carries the tokenizer (with the embed token); else use the base's.
+        tokenizer_source = source if not adapter_base or _has_tokenizer(source) else adapter_base
         try:
-            tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False, **hub)
+            tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, trust_remote_code=False, **hub)
             model = AutoModelForCausalLM.from_pretrained(
                 adapter_base or source,
                 dtype=torch_dtype,
@@ -130,11 +134,12 @@ class ReasoningEmbeddings:
             )
             if adapter_base:
                 model = _apply_adapter(model, source, len(tokenizer), hub)
-        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as exc:
             raise ModelLoadError(
                 f"Could not load a search-r3 model from {source!r}: {exc}\n"
                 "Check the path or Hub id; a local folder needs config.json, tokenizer files and "
-                "*.safetensors weights (make one with `search-r3 init BASE OUTPUT`)."
+                "*.safetensors weights (make one with `search-r3 init BASE OUTPUT`). A damaged file "
+                "(e.g. an interrupted download or copy) must be fetched or written again."
             ) from exc
         model.to(device)
         return cls(model, tokenizer, **kwargs)
@@ -304,6 +309,35 @@ class ReasoningEmbeddings:
     def __repr__(self) -> str:
         name = getattr(self.model.config, "_name_or_path", "?")
         return f"ReasoningEmbeddings({name!r}, dim={self.embedding_dimension}, device={self.device})"
+
+
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+
+
+def _check_local_source(source: str) -> None:
+    """Clear errors for a local path that is missing or holds only pickle weights."""
+    path = Path(source).expanduser()
+    if not path.exists():
+        if path.is_absolute() or source.startswith((".", "~")) or source.count("/") > 1:
+            raise ModelLoadError(
+                f"No model folder at {source!r}. Pass an existing folder (make one with "
+                "`search-r3 init BASE OUTPUT`) or a Hugging Face Hub id such as 'ytgui/Search-R3.0-Small'."
+            )
+        return  # a Hub id
+    if not path.is_dir():
+        raise ModelLoadError(f"{source!r} is a file; pass the model folder that contains it.")
+    files = [f.name for f in path.iterdir() if f.is_file()]
+    has_safetensors = any(f.endswith(".safetensors") for f in files)
+    if not has_safetensors and any(f.endswith(_PICKLE_SUFFIXES) for f in files):
+        raise ModelLoadError(
+            f"{source!r} holds PyTorch pickle weights (*.bin/*.pt) but no *.safetensors. search-r3 never "
+            "loads pickle files (they can run code). Convert it once where you trust the file: "
+            "`AutoModelForCausalLM.from_pretrained(folder).save_pretrained(folder)` writes safetensors."
+        )
+
+
+def _has_tokenizer(folder: str) -> bool:
+    return any((Path(folder) / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json"))
 
 
 def _adapter_base(source: str) -> str | None:

@@ -1,0 +1,232 @@
+"""KV-cache reasoning: the embedding equals one plain forward over the whole sequence.
+
+The tiny models of conftest start with small random weights and just repeat the last prompt
+token; their decoder layers are re-drawn larger here so that greedy decoding writes varied tokens.
+Such a model almost never emits the embed token (or the end of turn) by itself, so the "emitted"
+paths use a copy whose LM head gets a bias on that token, tuned so that greedy decoding keeps its
+own first tokens and then emits it at a chosen step.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from search_r3 import SamplingOptions, SearchR3Settings
+from search_r3.decoding import reason_and_embed
+from search_r3.pooling import backbone_of, embed_forward, pad_batch
+from search_r3.prompts import PromptBuilder
+
+QUERIES = [
+    "which city hosts the Louvre?",
+    "how do plants turn light into sugar, and why does it matter for the climate?",
+    "fruit",
+    "what is the boiling point of water at high altitude",
+    "who wrote the treaty that ended the thirty years war",
+    "attention",
+]
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_model_dir):
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for weight in model.model.layers.parameters():
+            if weight.dim() == 2:
+                weight.copy_(torch.randn(weight.shape, generator=generator) * 0.1)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    builder = PromptBuilder(tokenizer, SearchR3Settings())
+    return model, tokenizer, builder
+
+
+def _decode(model, builder, prompts, budget, sampling=None):
+    return reason_and_embed(
+        model,
+        prompts,
+        embed_id=builder.embed_id,
+        stop_ids=[builder.embed_id, builder.tokenizer.eos_token_id],
+        pad_id=builder.tokenizer.pad_token_id,
+        forced_ids=builder.forced_ids,
+        max_new_tokens=budget,
+        sampling=sampling,
+    )
+
+
+def _reference(model, builder, prompt, generated, forced):
+    """Embedding from one plain forward of prompt + generated (+ closing ids when forced)."""
+    seq = list(prompt) + list(generated) + (list(builder.forced_ids) if forced else [])
+    ids, mask = pad_batch([seq], pad_id=0)
+    with torch.no_grad():
+        return embed_forward(backbone_of(model), ids, mask, builder.embed_id)[0]
+
+
+def _greedy_logits(model, prompt, steps):
+    """Logits of each step of plain greedy decoding, without any cache."""
+    seq, logits = list(prompt), []
+    with torch.no_grad():
+        for _ in range(steps):
+            step = model(input_ids=torch.tensor([seq])).logits[0, -1]
+            logits.append(step)
+            seq.append(int(step.argmax()))
+    return logits
+
+
+def biased_copy(model, prompts, token_id, first_step=2, last_step=10):
+    """A copy of ``model`` that greedily writes its usual first tokens, then ``token_id``.
+
+    Returns ``(copy, row, step)``: for prompt ``row`` the bias on ``token_id`` lies between the
+    margin by which the token loses at ``step`` and the smallest margin of the earlier steps, so
+    the earlier choices are unchanged and the token wins at ``step``.
+    """
+    for row, prompt in enumerate(prompts):
+        margins = []
+        for step in _greedy_logits(model, prompt, last_step + 1):
+            others = step.clone()
+            others[token_id] = -float("inf")
+            margins.append(float(others.max() - step[token_id]))
+        for step in range(first_step, last_step + 1):
+            earlier = min(margins[:step])
+            if earlier - margins[step] > 5e-3:
+                biased = copy.deepcopy(model)
+                head = biased.get_output_embeddings()
+                head.bias = torch.nn.Parameter(torch.zeros(head.weight.shape[0]))
+                with torch.no_grad():
+                    head.bias[token_id] = (earlier + margins[step]) / 2
+                return biased, row, step
+    raise AssertionError("no prompt where the token can be made to win at a later step")
+
+
+def test_forced_row_equals_full_forward(setup):
+    model, _, builder = setup
+    prompts = builder.build(QUERIES[:3], "reasoning")
+    out = _decode(model, builder, prompts, budget=5)
+    assert out.forced == [True, True, True]
+    for row, prompt in enumerate(prompts):
+        assert len(out.generated_ids[row]) == 5  # budget respected
+        assert builder.embed_id not in out.generated_ids[row]
+        want = _reference(model, builder, prompt, out.generated_ids[row], forced=True)
+        assert torch.allclose(out.embeddings[row], want, atol=1e-5)
+    assert torch.allclose(out.embeddings.norm(dim=-1), torch.ones(3))
+
+
+def test_zero_budget_appends_the_closing_at_once(setup):
+    model, _, builder = setup
+    prompt = builder.reasoning_prompt_ids(QUERIES[0])
+    out = _decode(model, builder, [prompt], budget=0)
+    assert out.generated_ids == [[]] and out.forced == [True]
+    assert torch.allclose(out.embeddings[0], _reference(model, builder, prompt, [], True), atol=1e-5)
+
+
+def test_greedy_matches_transformers_generate(setup):
+    model, _, builder = setup
+    prompt = builder.reasoning_prompt_ids(QUERIES[1])
+    out = _decode(model, builder, [prompt], budget=12)
+    reference = model.generate(
+        torch.tensor([prompt]), max_new_tokens=12, do_sample=False, eos_token_id=None, pad_token_id=0
+    )[0, len(prompt) :].tolist()
+    assert out.generated_ids[0] == reference
+
+
+def test_emitting_row_equals_full_forward(setup):
+    model, _, builder = setup
+    prompts = builder.build(QUERIES, "reasoning")
+    biased, row, step = biased_copy(model, prompts, builder.embed_id)
+    prompt = prompts[row]
+    out = _decode(biased, builder, [prompt], budget=32)
+    assert out.forced == [False]
+    generated = out.generated_ids[0]
+    assert len(generated) == step + 1 and generated[-1] == builder.embed_id
+    assert generated[:-1] == [int(t.argmax()) for t in _greedy_logits(model, prompt, step)]
+    want = _reference(biased, builder, prompt, generated, forced=False)
+    assert torch.allclose(out.embeddings[0], want, atol=1e-5)
+
+
+def test_end_of_turn_without_token_is_forced(setup):
+    model, tokenizer, builder = setup
+    prompts = builder.build(QUERIES, "reasoning")
+    biased, row, step = biased_copy(model, prompts, tokenizer.eos_token_id)
+    prompt = prompts[row]
+    out = _decode(biased, builder, [prompt], budget=32)
+    assert out.forced == [True]
+    generated = out.generated_ids[0]
+    assert len(generated) == step and tokenizer.eos_token_id not in generated  # the end is not kept
+    want = _reference(biased, builder, prompt, generated, forced=True)
+    assert torch.allclose(out.embeddings[0], want, atol=1e-5)
+
+
+@pytest.mark.parametrize("token", ["embed", "eos"])
+def test_mixed_batch_equals_rows_alone(setup, token):
+    """Rows that finish early leave the batch; every row still gets what it gets alone."""
+    model, tokenizer, builder = setup
+    token_id = builder.embed_id if token == "embed" else tokenizer.eos_token_id
+    prompts = builder.build(QUERIES, "reasoning")
+    biased, _, step = biased_copy(model, prompts, token_id)
+    budget = step + len(builder.forced_ids) + 3  # long enough for finished rows to leave early
+    alone = [_decode(biased, builder, [p], budget) for p in prompts]
+    lengths = [len(a.generated_ids[0]) for a in alone]
+    assert len(set(lengths)) > 1, "the batch must mix rows that finish at different steps"
+
+    batch = _decode(biased, builder, prompts, budget)
+    for row, (prompt, single) in enumerate(zip(prompts, alone, strict=True)):
+        assert batch.generated_ids[row] == single.generated_ids[0], row
+        assert batch.forced[row] == single.forced[0], row
+        cosine = float(batch.embeddings[row] @ single.embeddings[0])
+        assert cosine >= 0.99999, (row, cosine)
+        want = _reference(biased, builder, prompt, batch.generated_ids[row], batch.forced[row])
+        assert torch.allclose(batch.embeddings[row], want, atol=1e-5), row
+
+
+def test_greedy_is_reproducible(setup):
+    model, _, builder = setup
+    prompts = builder.build(QUERIES[:3], "reasoning")
+    first, second = (_decode(model, builder, prompts, budget=6) for _ in range(2))
+    assert first.generated_ids == second.generated_ids
+    assert torch.equal(first.embeddings, second.embeddings)
+
+
+def test_sampling_with_a_seed_is_reproducible(setup):
+    model, _, builder = setup
+    prompts = builder.build(QUERIES[:2], "reasoning")
+
+    def run(seed, **kw):
+        return _decode(model, builder, prompts, 8, SamplingOptions(do_sample=True, seed=seed, **kw))
+
+    a, b, c = run(1), run(1), run(2)
+    assert a.generated_ids == b.generated_ids
+    assert torch.equal(a.embeddings, b.embeddings)
+    assert a.generated_ids != c.generated_ids  # a random tiny model is far from deterministic
+    greedy = _decode(model, builder, prompts, 8)
+    assert a.generated_ids != greedy.generated_ids
+    # A nucleus this small keeps only the most likely token: sampling becomes greedy.
+    assert run(3, top_p=1e-6).generated_ids == greedy.generated_ids
+
+
+def test_invalid_options():
+    with pytest.raises(ValueError, match="temperature"):
+        SamplingOptions(do_sample=True, temperature=0)
+    with pytest.raises(ValueError, match="top_p"):
+        SamplingOptions(top_p=1.5)
+
+
+def test_forced_ids_must_end_with_the_token(setup):
+    model, _, builder = setup
+    with pytest.raises(ValueError, match="forced_ids"):
+        reason_and_embed(
+            model,
+            [[1, 2, 3]],
+            embed_id=builder.embed_id,
+            stop_ids=[],
+            pad_id=0,
+            forced_ids=[1, 2],
+            max_new_tokens=2,
+        )
+
+
+def test_empty_batch(setup):
+    model, _, builder = setup
+    out = _decode(model, builder, [], budget=4)
+    assert out.embeddings.shape == (0, 64) and out.generated_ids == [] and out.forced == []
