@@ -1,0 +1,43 @@
+"""Index documents into Qdrant's embedded (local) mode and search them with reasoning.
+
+Run:  SEARCH_R3_MODEL=path/or/hub-id python docs/examples/qdrant_embedded.py
+"""
+
+import os
+import tempfile
+
+from search_r3 import QdrantStore, ReasoningEmbeddings
+
+MODEL = os.environ.get("SEARCH_R3_MODEL", "ytgui/Search-R3.0-Small")
+emb = ReasoningEmbeddings.from_pretrained(MODEL, max_reasoning_tokens=64)
+
+texts = [
+    "The Louvre, in Paris, is the world's most-visited art museum.",
+    "The Prado in Madrid holds one of the finest collections of European art.",
+    "The Seine flows through Paris before reaching the English Channel.",
+    "A baguette is a long, thin French loaf with a crisp crust.",
+]
+ids = ["louvre", "prado", "seine", "baguette"]
+metadatas = [{"topic": "art"}, {"topic": "art"}, {"topic": "geography"}, {"topic": "food"}]
+
+folder = tempfile.mkdtemp()  # a real folder: the collection persists between runs
+# Leave out path= to use the default folder under your user data directory ($SEARCH_R3_STORE),
+# or pass path=":memory:" to keep everything in this process.
+with QdrantStore(emb, "museums", path=folder) as store:
+    store.add_documents(texts, ids=ids, metadatas=metadatas)  # batched, with a progress bar
+    store.add_documents(texts, ids=ids, metadatas=metadatas)  # ids -> point ids: nothing twice
+    print("documents:", store.count())
+
+    result = store.search("Where can I see famous paintings in France?", k=2)
+    print("reasoning:", result.reasoning)
+    for hit in result.hits:
+        print(f"{hit.score:.3f}  {hit.id:<9} {hit.metadata}  {hit.text}")
+
+    # Metadata filters: a dict (all keys must match, a list matches any of its values) or a
+    # native qdrant_client.models.Filter.
+    art_only = store.search("famous paintings", k=4, filter={"topic": "art"}, reasoning=False)
+    print("art only:", [hit.id for hit in art_only.hits])
+
+# Reopen the same folder later (one process at a time in local mode): the documents are there.
+with QdrantStore(emb, "museums", path=folder) as store:
+    print("after reopening:", store.count())

@@ -1,0 +1,182 @@
+"""MkDocs hooks of the search-r3 site (registered in ``mkdocs.yml`` under ``hooks:``).
+
+* ``<!-- cli-reference: search-r3 -->`` and ``<!-- cli-reference: search-r3-train -->`` in a page
+  are replaced by the commands' real ``--help`` output, built from their argparse parsers at build
+  time, so the CLI reference cannot drift from the code.
+* ``<!-- page-link: FILE.md | TEXT -->`` becomes a link to an optional page written by a
+  training or benchmark run, or a "not yet measured" note while that page does not exist.
+* Optional result pages (``OPTIONAL_PAGES``) are added to the navigation when they exist, so the
+  strict build never refers to a missing page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import os
+import posixpath
+import re
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+#: Pages that runs write when they have measured something: (nav section, title, file).
+OPTIONAL_PAGES = [
+    ("Training", "Results: stage 1 (SFT)", "training-results-sft.md"),
+    ("Training", "Results: stage 2 (RL)", "training-results-rl.md"),
+]
+
+HELP_COLUMNS = 100  # fixed width so the generated page does not depend on the terminal
+CLI_MARKER = re.compile(r"<!--\s*cli-reference:\s*([\w-]+)\s*-->")
+PAGE_LINK_MARKER = re.compile(r"<!--\s*page-link:\s*([^|>]+?)\s*\|\s*(.+?)\s*-->")
+
+_cache: dict[str, str] = {}
+
+
+# -- mkdocs events ------------------------------------------------------------------------------
+def on_config(config: Any) -> Any:
+    """Add the optional result pages that exist to the navigation."""
+    docs_dir = Path(config["docs_dir"])
+    nav = config["nav"] or []
+    for section, title, file in OPTIONAL_PAGES:
+        if not (docs_dir / file).is_file():
+            continue
+        for entry in nav:
+            if isinstance(entry, dict) and section in entry and isinstance(entry[section], list):
+                items = entry[section]
+                if not any(file in item.values() for item in items if isinstance(item, dict)):
+                    items.append({title: file})
+                break
+    return config
+
+
+def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
+    """Expand the ``cli-reference`` and ``page-link`` markers of a page."""
+    markdown = CLI_MARKER.sub(lambda m: cli_reference(m.group(1)), markdown)
+    docs_dir = Path(config["docs_dir"])
+    return PAGE_LINK_MARKER.sub(
+        lambda m: page_link(m.group(1), m.group(2), page.file.src_uri, docs_dir), markdown
+    )
+
+
+# -- optional pages -----------------------------------------------------------------------------
+def page_link(target: str, text: str, src_uri: str, docs_dir: Path) -> str:
+    """A link to ``target`` (relative to the docs folder) if it exists, else a plain note."""
+    if (docs_dir / target).is_file():
+        rel = posixpath.relpath(target, posixpath.dirname(src_uri) or ".")
+        return f"[{text}]({rel})"
+    return f"*{text}: not yet measured (the page appears once the run has been recorded).*"
+
+
+# -- CLI reference ------------------------------------------------------------------------------
+@contextmanager
+def _fixed_width():
+    old = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = str(HELP_COLUMNS)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = old
+
+
+def cli_reference(program: str) -> str:
+    """Markdown for one program's commands (cached for the build)."""
+    if program not in _cache:
+        builders = {"search-r3": _search_r3_reference, "search-r3-train": _train_reference}
+        if program not in builders:
+            raise ValueError(f"cli-reference: unknown program {program!r}; known: {sorted(builders)}")
+        with _fixed_width():
+            _cache[program] = builders[program]()
+    return _cache[program]
+
+
+def _code(text: str, indent: str = "") -> str:
+    body = "\n".join(indent + line if line.strip() else "" for line in text.rstrip().splitlines())
+    return f"{indent}```text\n{body}\n{indent}```\n"
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:  # argparse exposes subparsers only through this attribute
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def _search_r3_reference() -> str:
+    from search_r3.cli.main import build_parser
+
+    parser = build_parser()
+    parts = ["## `search-r3`\n", _code(parser.format_help())]
+    for name, sub in _subcommands(parser).items():
+        parts += [f"### `search-r3 {name}`\n", _code(sub.format_help())]
+    return "\n".join(parts)
+
+
+def _train_reference() -> str:
+    try:
+        cli = importlib.import_module("search_r3_train.cli")
+    except ModuleNotFoundError as exc:
+        return (
+            '!!! warning "Not installed"\n'
+            f"    The training package could not be imported when this page was built ({exc}).\n"
+            "    Install it with `pip install -e training`.\n"
+        )
+    parts = ["## `search-r3-train`\n", _code(cli.USAGE)]
+    for name, module_name in cli.COMMANDS.items():
+        parts.append(f"### `search-r3-train {name}`\n")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if not (exc.name or "").startswith("search_r3_train"):
+                raise
+            parts.append(
+                f'!!! warning "In progress: not yet available"\n    `{module_name}` is not there yet.\n'
+            )
+            continue
+        parser = module.build_parser()
+        own = _project_fields(parser)
+        if own:
+            parts += [
+                "Options defined by search-r3 (every `TrainingArguments` option is accepted as well; "
+                "all can be set in the `--config` YAML file):\n",
+                _fields_table(own),
+                '??? note "Full `--help` output"\n',
+                _code(parser.format_help(), indent="    "),
+            ]
+        else:
+            parts.append(_code(parser.format_help()))
+    return "\n".join(parts)
+
+
+def _project_fields(parser: argparse.ArgumentParser) -> list[dataclasses.Field]:
+    """Dataclass fields that search-r3-train defines (not inherited from transformers or TRL)."""
+    own: list[dataclasses.Field] = []
+    for cls in getattr(parser, "dataclass_types", []) or []:
+        if not cls.__module__.startswith("search_r3_train"):
+            continue
+        inherited = {
+            f.name
+            for base in cls.__mro__[1:]
+            if dataclasses.is_dataclass(base) and not base.__module__.startswith("search_r3_train")
+            for f in dataclasses.fields(base)
+        }
+        own += [f for f in dataclasses.fields(cls) if f.name not in inherited and f.init]
+    return own
+
+
+def _fields_table(fields: list[dataclasses.Field]) -> str:
+    rows = ["| option | default | meaning |", "| --- | --- | --- |"]
+    for f in fields:
+        if f.default is not dataclasses.MISSING:
+            default = repr(f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            default = repr(f.default_factory())
+        else:
+            default = "required"
+        meaning = str(f.metadata.get("help", "")).replace("|", "\\|").replace("\n", " ")
+        rows.append(f"| `--{f.name}` | `{default}` | {meaning} |".replace("`''`", '`""`'))
+    return "\n".join(rows) + "\n"

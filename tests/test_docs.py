@@ -1,0 +1,343 @@
+"""The documentation site: every example it shows runs, and the site builds in strict mode.
+
+Each ``docs/examples/*.py`` is executed as a script (``runpy``, ``__main__``) on the tiny random
+Llama model (``SEARCH_R3_MODEL``), and what it computed is checked through the globals it leaves
+behind: a tiny random model ranks at random, so the checks are about behaviour (shapes, norms,
+reasoning returned, no duplicates, filters honoured, saved == loaded, ...), never about relevance.
+``docs/examples/*.sh`` run under bash the same way. The site is built with ``mkdocs build
+--strict`` into a temporary folder: a broken link, a missing anchor, a missing snippet file or
+an API object that does not exist fails the build.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import runpy
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+EXAMPLES = DOCS / "examples"
+SNIPPET = re.compile(r'--8<--\s+"(docs/examples/[^"]+)"')
+
+Check = Callable[[dict[str, Any], str, Path], None]
+CHECKS: dict[str, Check] = {}
+
+
+def check(name: str) -> Callable[[Check], Check]:
+    """Register the checks of one example file."""
+
+    def register(fn: Check) -> Check:
+        CHECKS[name] = fn
+        return fn
+
+    return register
+
+
+def example_files() -> list[str]:
+    return sorted(p.name for p in EXAMPLES.iterdir() if p.suffix in (".py", ".sh"))
+
+
+def config_files() -> list[str]:
+    return sorted(p.name for p in EXAMPLES.iterdir() if p.suffix in (".yaml", ".yml"))
+
+
+#: Config files shown on the site, by prefix: each is parsed by the tool that reads it.
+CONFIG_KINDS = ("sft_", "rl_", "accelerate_")
+
+
+def unit_norm(vectors: np.ndarray) -> bool:
+    return bool(np.allclose(np.linalg.norm(np.asarray(vectors), axis=1), 1.0, atol=1e-4))
+
+
+# -- bookkeeping: every example is shown on a page and checked here ------------------------------
+def test_every_example_is_checked_and_shown():
+    shown = {m for page in DOCS.rglob("*.md") for m in SNIPPET.findall(page.read_text(encoding="utf-8"))}
+    files = example_files()
+    assert files, "docs/examples is empty"
+    missing_checks = sorted(set(files) - set(CHECKS))
+    assert not missing_checks, f"examples without checks in tests/test_docs.py: {missing_checks}"
+    unknown = sorted(set(CHECKS) - set(files))
+    assert not unknown, f"checks for examples that do not exist: {unknown}"
+    not_shown = sorted(f for f in files + config_files() if f"docs/examples/{f}" not in shown)
+    assert not not_shown, f"examples no page includes: {not_shown}"
+    unchecked = [c for c in config_files() if not c.startswith(CONFIG_KINDS)]
+    assert not unchecked, f"configs test_config_parses cannot check (name them {CONFIG_KINDS}*): {unchecked}"
+
+
+# -- running the examples -----------------------------------------------------------------------
+@pytest.fixture
+def example_env(tiny_llama_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Examples run in an empty folder on the tiny model; the default store is a temporary one."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("SEARCH_R3_MODEL", str(tiny_llama_dir))
+    monkeypatch.setenv("SEARCH_R3_STORE", str(tmp_path / "store"))
+    monkeypatch.delenv("QDRANT_URL", raising=False)
+    monkeypatch.delenv("QDRANT_API_KEY", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return work
+
+
+@pytest.mark.parametrize("name", [n for n in example_files() if n.endswith(".py")])
+def test_python_example(name: str, example_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch):
+    monkeypatch.setattr(sys, "argv", [str(EXAMPLES / name)])
+    namespace = runpy.run_path(str(EXAMPLES / name), run_name="__main__")
+    out = capsys.readouterr().out
+    CHECKS[name](namespace, out, example_env)
+
+
+@pytest.mark.parametrize("name", [n for n in example_files() if n.endswith(".sh")])
+def test_shell_example(name: str, example_env: Path):
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("bash is not available")
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    proc = subprocess.run(
+        [bash, "-euo", "pipefail", str(EXAMPLES / name)],
+        cwd=example_env,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, f"{name} failed:\n{proc.stdout}\n{proc.stderr}"
+    CHECKS[name]({}, proc.stdout, example_env)
+
+
+@pytest.mark.parametrize("name", config_files())
+def test_config_parses(name: str):
+    """Configs shown on the site parse with the real parsers: a renamed or removed option fails here.
+
+    GPU configs are parsed with ``--bf16 false`` added (transformers refuses bf16 on a CPU-only
+    machine); every other field goes through the dataclasses' own validation.
+    """
+    path = str(EXAMPLES / name)
+    if name.startswith("accelerate_"):
+        from accelerate.commands.config.config_args import load_config_from_file
+
+        config = load_config_from_file(path)  # unknown keys raise
+        assert config.num_processes >= 1
+        return
+    if name.startswith("sft_"):
+        from search_r3_train.sft import build_parser
+    else:
+        from search_r3_train.rl.cli import build_parser
+    parsed = build_parser().parse_args_and_config(["--config", path, "--bf16", "false"])
+    training_args = parsed[-1]
+    assert training_args.output_dir and training_args.learning_rate > 0
+
+
+# -- what each example must have done ------------------------------------------------------------
+@check("quickstart.py")
+def _quickstart(g: dict[str, Any], out: str, work: Path) -> None:
+    emb, docs, result = g["emb"], g["documents"], g["result"]
+    assert g["doc_vectors"].shape == (len(docs), emb.embedding_dimension)
+    assert unit_norm(g["doc_vectors"]) and unit_norm(result.embeddings)
+    assert len(result.reasoning) == 1 and isinstance(result.reasoning[0], str)
+    assert 0 < result.generated_tokens[0] <= 64
+    # the printed ranking is the cosine order of the vectors
+    printed = re.findall(r"^(\d)\. (-?\d\.\d{3})  (.+)$", out, flags=re.M)
+    assert [p[2] for p in printed] == [docs[i] for i in np.argsort(-g["scores"][0])]
+    # greedy decoding: encoding the query again gives the same vector
+    again = emb.encode_queries(g["queries"], max_reasoning_tokens=64)
+    np.testing.assert_allclose(again.embeddings, result.embeddings, atol=1e-5)
+
+
+@check("reasoning_modes.py")
+def _reasoning_modes(g: dict[str, Any], out: str, work: Path) -> None:
+    direct, reasoned, short = g["direct"], g["reasoned"], g["short"]
+    assert direct.reasoning == ["", ""] and direct.generated_tokens == [0, 0]
+    assert not direct.forced.any()
+    assert all(0 < n <= 64 for n in reasoned.generated_tokens)
+    assert all(n <= 8 for n in short.generated_tokens)
+    assert "reproducible: True" in out
+    assert "instance default off: True" in out
+    # reasoning changes the vector: the reasoned and the direct embeddings differ
+    assert not np.allclose(direct.embeddings, reasoned.embeddings, atol=1e-3)
+    assert unit_norm(g["sampled"].embeddings)
+
+
+@check("sentence_transformers_usage.py")
+def _sentence_transformers(g: dict[str, Any], out: str, work: Path) -> None:
+    from search_r3 import ReasoningEmbeddings
+
+    model, docs = g["model"], g["documents"]
+    assert g["doc_vectors"].shape == (2, model.get_embedding_dimension())
+    assert "identical after save/load: True" in out
+    encoded = g["encoded"]
+    assert encoded.embeddings.shape[0] == 2 and len(encoded.reasoning) == 2
+    assert all(isinstance(r, str) for r in encoded.reasoning)
+    # one implementation: the sentence-transformers vectors are ReasoningEmbeddings' vectors
+    direct = ReasoningEmbeddings.from_pretrained(os.environ["SEARCH_R3_MODEL"], device="cpu")
+    np.testing.assert_allclose(direct.encode_documents(docs), g["doc_vectors"], atol=1e-5)
+    no_reasoning = direct.encode_queries(["why is the sky blue?"], reasoning=False).embeddings
+    np.testing.assert_allclose(no_reasoning, g["fast"], atol=1e-5)
+
+
+@check("qdrant_embedded.py")
+def _qdrant_embedded(g: dict[str, Any], out: str, work: Path) -> None:
+    assert "documents: 4" in out  # the second add_documents stored nothing twice
+    assert "after reopening: 4" in out  # the folder persisted
+    hits = g["result"].hits
+    assert len(hits) == 2 and hits[0].score >= hits[1].score
+    assert {h.id for h in g["art_only"].hits} == {"louvre", "prado"}  # the filter kept art only
+    assert isinstance(g["result"].reasoning, str)
+    # scores are cosines of the (reasoned) query vector and the stored document vectors
+    emb = g["emb"]
+    query = emb.encode_queries(["famous paintings"], reasoning=False).embeddings[0]
+    doc = emb.encode_documents([g["texts"][g["ids"].index(g["art_only"].hits[0].id)]])[0]
+    assert abs(float(query @ doc) - g["art_only"].hits[0].score) < 1e-4
+
+
+@check("qdrant_server.py")
+def _qdrant_server(g: dict[str, Any], out: str, work: Path) -> None:
+    assert "documents: 2" in out
+    assert len(g["result"].hits) == 1
+    assert g["result"].hits[0].id in {"sharding", "replication"}
+
+
+@check("langchain_usage.py")
+def _langchain(g: dict[str, Any], out: str, work: Path) -> None:
+    embeddings, reasoned = g["embeddings"], g["reasoned"]
+    assert len(g["query_vector"]) == embeddings.embedding_dimension
+    np.testing.assert_allclose(g["query_vector"], reasoned.embeddings[0], atol=1e-5)  # greedy: same vector
+    hits = g["hits"]
+    assert len(hits) == 2 and hits[0].metadata["score"] >= hits[1].metadata["score"]
+    assert all(d.metadata["reasoning"] == reasoned.reasoning[0] for d in hits)
+    assert {d.id for d in g["museums_only"]} == {"louvre", "prado"}  # k=3, but the filter leaves two
+    assert g["result"]["answer"] == "The Louvre, in Paris [museums.md]."
+    assert [d.id for d in g["result"]["documents"]] == [d.id for d in hits]
+    (found, score), *_ = g["vector_store"].similarity_search_with_score(g["QUESTION"], k=1)
+    assert found.page_content == hits[0].page_content  # same vectors, same cosine ranking
+    assert abs(score - hits[0].metadata["score"]) < 1e-4
+
+
+@check("llamaindex_usage.py")
+def _llamaindex(g: dict[str, Any], out: str, work: Path) -> None:
+    nodes = g["nodes"]
+    assert len(nodes) == 2 and nodes[0].score >= nodes[1].score
+    expected = g["embed_model"].encode_query(g["QUESTION"]).reasoning[0]
+    assert all(n.node.metadata["reasoning"] == expected for n in nodes)
+    assert all(isinstance(n.node.metadata["forced"], bool) for n in nodes)
+    assert len(g["response"].source_nodes) == 2
+    # the reopened collection answers from the stored vectors: the same best node
+    assert out.splitlines()[-1] == f"reopened: {nodes[0].node.get_content()}"
+
+
+@check("training_data.py")
+def _training_data(g: dict[str, Any], out: str, work: Path) -> None:
+    from search_r3_train.data import read_jsonl
+
+    assert [bool(e.reasoning) for e in g["examples"]] == [True, False, False]
+    assert "bad.jsonl:2:" in out and '"pos" is empty' in out  # file and line of the problem
+    mined = read_jsonl(work / "train-hn.jsonl")
+    assert len(mined) == 3
+    for before, after in zip(g["examples"], mined, strict=True):
+        assert after.neg[: len(before.neg)] == before.neg  # given negatives kept first
+        assert not set(after.neg) & set(after.pos)  # a positive never becomes a negative
+        assert len(after.neg) == len(set(after.neg)) <= len(before.neg) + 2
+    assert len(mined[0].neg) > len(g["examples"][0].neg)  # BM25 found more for the bread query
+
+
+@check("sft_quick.sh")
+def _sft_quick(g: dict[str, Any], out: str, work: Path) -> None:
+    from search_r3 import ReasoningEmbeddings
+
+    assert "search-r3-train sft finished" in out
+    assert re.search(r"trained model loads: \(1, \d+\)", out)
+    # two optimiser steps changed the weights: the same document gets another vector
+    text = ["Copper tape keeps slugs away."]
+    start = ReasoningEmbeddings.from_pretrained(os.environ["SEARCH_R3_MODEL"], device="cpu")
+    trained = ReasoningEmbeddings.from_pretrained(work / "runs" / "sft-quick", device="cpu")
+    assert trained.embedding_dimension == start.embedding_dimension
+    assert not np.allclose(start.encode_documents(text), trained.encode_documents(text), atol=1e-6)
+
+
+@check("rl_environment.py")
+def _rl_environment(g: dict[str, Any], out: str, work: Path) -> None:
+    local, naive, n = g["local"], g["naive"], g["NUM_DOCS"]
+    steps = local.history[1:]
+    assert len(steps) == g["STEPS"] and local.history[0].rows_encoded == n  # encoded once at the start
+    assert all(0 < s.rows_encoded <= 0.10 * n for s in steps)  # the local refresh stays under 10%
+    assert all(s.rows_encoded == n for s in naive.history)  # the naive one re-encodes everything
+    # rewards on the locally refreshed cache agree with those on a fully re-encoded corpus
+    np.testing.assert_allclose(g["local_rewards"], g["naive_rewards"], atol=0.02)
+    # every relevant document of the last step was re-encoded with the last policy
+    assert all(int(local.versions[r[0]]) == local.step_count for r in g["relevant"])
+
+
+@check("rl_custom_reward.py")
+def _rl_custom_reward(g: dict[str, Any], out: str, work: Path) -> None:
+    import math
+
+    from search_r3_train.rl.rewards import make_reward
+
+    assert type(make_reward("top3_hit")).__name__ == "Top3Hit"
+    printed = dict(re.findall(r"^\s*(\w+): (-?\d\.\d{4})$", out, flags=re.M))
+    # documents 1 (gain 2) and 4 (gain 1) rank 2nd and 3rd: the metrics by hand
+    dcg = 2 / math.log2(3) + 1 / math.log2(4)
+    ideal = 2 / math.log2(2) + 1 / math.log2(3)
+    assert float(printed["ndcg"]) == round(dcg / ideal, 4)
+    assert float(printed["rr"]) == 0.5 and float(printed["top3_hit"]) == 1.0
+    assert float(printed["margin"]) == round((0.7 - 0.9) / 2, 4)
+
+
+@check("cli_tour.sh")
+def _cli_tour(g: dict[str, Any], out: str, work: Path) -> None:
+    import json
+
+    assert "indexed 4 documents" in out
+    assert "query: why does bread go stale?" in out
+    assert len(re.findall(r"^  [12]\. ", out, flags=re.M)) == 2  # -k 2 hits, ranked
+    results = json.loads((work / "hits.json").read_text())
+    assert results[0]["reasoning"] == "" and not results[0]["forced"]  # --no-reasoning
+    assert results[0]["hits"] and all(h["metadata"]["topic"] == "food" for h in results[0]["hits"])
+    # the evaluation table has the three systems; BM25 finds the one judged document first
+    assert re.search(r"^\| BM25 \| 1\.0000 \|", out, flags=re.M)
+    assert "search-r3 (reasoning" in out and "search-r3 (no reasoning)" in out
+
+
+# -- the site -----------------------------------------------------------------------------------
+def test_site_builds_strictly(tmp_path: Path):
+    mkdocs = Path(sys.executable).parent / "mkdocs"
+    command = [str(mkdocs)] if mkdocs.exists() else [sys.executable, "-m", "mkdocs"]
+    site = tmp_path / "site"
+    proc = subprocess.run(
+        [*command, "build", "--strict", "--site-dir", str(site)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
+    # every example file is on some page, verbatim (a distinctive line of each)
+    pages = "\n".join(
+        html.unescape(re.sub(r"<[^>]+>", "", p.read_text(encoding="utf-8"))) for p in site.rglob("index.html")
+    )
+    for name in example_files():
+        lines = [ln.strip() for ln in (EXAMPLES / name).read_text().splitlines() if len(ln.strip()) > 30]
+        absent = [ln for ln in lines if ln not in pages]
+        assert lines and not absent, f"{name}: lines not on the site: {absent[:3]}"
+    # the CLI reference is the real --help output, generated at build time
+    cli = (site / "reference" / "cli" / "index.html").read_text(encoding="utf-8")
+    from search_r3.cli.main import build_parser
+
+    assert "search-r3 init" in cli
+    assert build_parser().description.split(":")[0] in cli
+    # the API reference was generated from the docstrings
+    api = (site / "reference" / "api" / "index.html").read_text(encoding="utf-8")
+    for name in ("ReasoningEmbeddings", "QueryEncodings", "SearchR3Settings", "init_model", "QdrantStore"):
+        assert f'id="search_r3.{name}' in api, name
