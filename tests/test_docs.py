@@ -28,7 +28,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 EXAMPLES = DOCS / "examples"
-SNIPPET = re.compile(r'--8<--\s+"(docs/examples/[^"]+)"')
+SNIPPET = re.compile(r'--8<--\s+"([^"]+)"')
 
 Check = Callable[[dict[str, Any], str, Path], None]
 CHECKS: dict[str, Check] = {}
@@ -48,12 +48,14 @@ def example_files() -> list[str]:
     return sorted(p.name for p in EXAMPLES.iterdir() if p.suffix in (".py", ".sh"))
 
 
-def config_files() -> list[str]:
-    return sorted(p.name for p in EXAMPLES.iterdir() if p.suffix in (".yaml", ".yml"))
+def included_files() -> set[str]:
+    """Paths (relative to the repository) that pages include with pymdownx.snippets."""
+    return {m for page in DOCS.rglob("*.md") for m in SNIPPET.findall(page.read_text(encoding="utf-8"))}
 
 
-#: Config files shown on the site, by prefix: each is parsed by the tool that reads it.
-CONFIG_KINDS = ("sft_", "rl_", "accelerate_")
+def shown_configs() -> list[str]:
+    """Config files shown on the site (the docs' own and those the training package ships)."""
+    return sorted(p for p in included_files() if p.endswith((".yaml", ".yml")))
 
 
 def unit_norm(vectors: np.ndarray) -> bool:
@@ -62,17 +64,19 @@ def unit_norm(vectors: np.ndarray) -> bool:
 
 # -- bookkeeping: every example is shown on a page and checked here ------------------------------
 def test_every_example_is_checked_and_shown():
-    shown = {m for page in DOCS.rglob("*.md") for m in SNIPPET.findall(page.read_text(encoding="utf-8"))}
+    shown = included_files()
     files = example_files()
     assert files, "docs/examples is empty"
     missing_checks = sorted(set(files) - set(CHECKS))
     assert not missing_checks, f"examples without checks in tests/test_docs.py: {missing_checks}"
     unknown = sorted(set(CHECKS) - set(files))
     assert not unknown, f"checks for examples that do not exist: {unknown}"
-    not_shown = sorted(f for f in files + config_files() if f"docs/examples/{f}" not in shown)
+    in_examples = sorted(p.name for p in EXAMPLES.iterdir() if p.is_file() and p.suffix != ".pyc")
+    not_shown = sorted(f for f in in_examples if f"docs/examples/{f}" not in shown)
     assert not not_shown, f"examples no page includes: {not_shown}"
-    unchecked = [c for c in config_files() if not c.startswith(CONFIG_KINDS)]
-    assert not unchecked, f"configs test_config_parses cannot check (name them {CONFIG_KINDS}*): {unchecked}"
+    # code shown on the site comes from docs/examples (executed) or is a config (parsed)
+    stray = sorted(p for p in shown if not p.startswith("docs/examples/") and p not in shown_configs())
+    assert not stray, f"pages include code that no test runs: {stray}"
 
 
 # -- running the examples -----------------------------------------------------------------------
@@ -117,25 +121,28 @@ def test_shell_example(name: str, example_env: Path):
     CHECKS[name]({}, proc.stdout, example_env)
 
 
-@pytest.mark.parametrize("name", config_files())
-def test_config_parses(name: str):
+@pytest.mark.parametrize("path", shown_configs())
+def test_config_parses(path: str):
     """Configs shown on the site parse with the real parsers: a renamed or removed option fails here.
 
     GPU configs are parsed with ``--bf16 false`` added (transformers refuses bf16 on a CPU-only
     machine); every other field goes through the dataclasses' own validation.
     """
-    path = str(EXAMPLES / name)
-    if name.startswith("accelerate_"):
+    name = Path(path).name
+    full = str(ROOT / path)
+    if "accelerate" in path:
         from accelerate.commands.config.config_args import load_config_from_file
 
-        config = load_config_from_file(path)  # unknown keys raise
+        config = load_config_from_file(full)  # unknown keys raise
         assert config.num_processes >= 1
         return
-    if name.startswith("sft_"):
+    if name.startswith("sft"):
         from search_r3_train.sft import build_parser
-    else:
+    elif name.startswith("rl"):
         from search_r3_train.rl.cli import build_parser
-    parsed = build_parser().parse_args_and_config(["--config", path, "--bf16", "false"])
+    else:
+        pytest.fail(f"{path}: name an accelerate, sft_* or rl_* config so this test knows its parser")
+    parsed = build_parser().parse_args_and_config(["--config", full, "--bf16", "false"])
     training_args = parsed[-1]
     assert training_args.output_dir and training_args.learning_rate > 0
 
@@ -312,6 +319,8 @@ def _cli_tour(g: dict[str, Any], out: str, work: Path) -> None:
 
 # -- the site -----------------------------------------------------------------------------------
 def test_site_builds_strictly(tmp_path: Path):
+    pytest.importorskip("material", reason="the docs extras are not installed: pip install -e '.[docs]'")
+    pytest.importorskip("mkdocstrings", reason="the docs extras are not installed: pip install -e '.[docs]'")
     mkdocs = Path(sys.executable).parent / "mkdocs"
     command = [str(mkdocs)] if mkdocs.exists() else [sys.executable, "-m", "mkdocs"]
     site = tmp_path / "site"
