@@ -6,7 +6,8 @@
 * ``<!-- page-link: FILE.md | TEXT -->`` becomes a link to an optional page written by a
   training or benchmark run, or a "not yet measured" note while that page does not exist.
 * Optional result pages (``OPTIONAL_PAGES``) are added to the navigation when they exist, so the
-  strict build never refers to a missing page.
+  strict build never refers to a missing page; any other page missing from the nav goes under
+  "More", so no page is unreachable.
 """
 
 from __future__ import annotations
@@ -36,19 +37,50 @@ _cache: dict[str, str] = {}
 
 # -- mkdocs events ------------------------------------------------------------------------------
 def on_config(config: Any) -> Any:
-    """Add the optional result pages that exist to the navigation."""
+    """Add pages that exist but are not in ``mkdocs.yml``'s nav: the optional result pages to
+    their section, any other page (written by another part of the project) under "More"."""
     docs_dir = Path(config["docs_dir"])
     nav = config["nav"] or []
+    listed = set(_nav_files(nav))
     for section, title, file in OPTIONAL_PAGES:
-        if not (docs_dir / file).is_file():
-            continue
-        for entry in nav:
-            if isinstance(entry, dict) and section in entry and isinstance(entry[section], list):
-                items = entry[section]
-                if not any(file in item.values() for item in items if isinstance(item, dict)):
-                    items.append({title: file})
-                break
+        if (docs_dir / file).is_file() and file not in listed:
+            _section(nav, section).append({title: file})
+            listed.add(file)
+    others = sorted(
+        p.relative_to(docs_dir).as_posix()
+        for p in docs_dir.rglob("*.md")
+        if p.relative_to(docs_dir).parts[0] != "examples"
+    )
+    for file in others:
+        if file not in listed:
+            _section(nav, "More").append({_title_of(docs_dir / file): file})
     return config
+
+
+def _nav_files(nav: Any) -> list[str]:
+    if isinstance(nav, str):
+        return [nav]
+    if isinstance(nav, dict):
+        return [f for value in nav.values() for f in _nav_files(value)]
+    if isinstance(nav, list):
+        return [f for item in nav for f in _nav_files(item)]
+    return []
+
+
+def _section(nav: list, name: str) -> list:
+    for entry in nav:
+        if isinstance(entry, dict) and isinstance(entry.get(name), list):
+            return entry[name]
+    items: list = []
+    nav.append({name: items})
+    return items
+
+
+def _title_of(path: Path) -> str:
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("# "):
+            return line[2:].strip()
+    return path.stem.replace("-", " ").capitalize()
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
