@@ -39,8 +39,15 @@ class ModelArguments:
     text_max_length: int | None = field(
         default=None,
         metadata={
-            "help": "token limit of one training prompt (template + text; longer texts are cut) "
-            "for this run only; the saved model keeps its own max_length (default: that value)."
+            "help": "token limit of one prompt (template + text; longer texts are cut) for this run's "
+            "training and dev evaluation only; the saved model keeps its own max_length (default: that)."
+        },
+    )
+    train_top_layers: int | None = field(
+        default=None,
+        metadata={
+            "help": "full fine-tuning of only the top N decoder layers and the final norm; the rest, "
+            "embeddings included, stay frozen (a much cheaper backward pass, e.g. on a CPU). None: all."
         },
     )
     use_lora: bool = field(default=False, metadata={"help": "train a LoRA adapter instead of all weights."})

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from search_r3.devices import resolve_dtype
-from search_r3.pooling import pool_embed_token, position_ids_from_mask
+from search_r3.pooling import backbone_of, pool_embed_token, position_ids_from_mask
 from search_r3.prompts import PromptBuilder
 from search_r3.settings import CONFIG_KEY, SearchR3Settings
 from search_r3_train.arguments import ConfigError, ModelArguments
@@ -47,6 +47,28 @@ def _trainable_token_indices(model: Any, embed_id: int) -> list[int] | dict[str,
         return [embed_id]  # tied: peft updates the shared row for both uses
     names = {module: name.rsplit(".", 1)[-1] for name, module in model.named_modules()}
     return {names[inputs]: [embed_id], names[outputs]: [embed_id]}
+
+
+def freeze_below_top_layers(model: Any, count: int) -> None:
+    """Train only the top ``count`` decoder layers and the final norm; freeze everything else.
+
+    Autograd then stops at the first trainable layer, so the backward pass costs a fraction of
+    a full one. The embed token's rows stay frozen too (fine for direct, no-reasoning training).
+    """
+    backbone = backbone_of(model)
+    layers = getattr(backbone, "layers", None)
+    if layers is None:
+        raise ConfigError(f"train_top_layers: {type(backbone).__name__} has no .layers to choose from.")
+    if not 0 < count <= len(layers):
+        raise ConfigError(
+            f"train_top_layers must be between 1 and {len(layers)} for this model, not {count}."
+        )
+    model.requires_grad_(False)
+    for layer in list(layers)[-count:]:
+        layer.requires_grad_(True)
+    norm = getattr(backbone, "norm", None)
+    if norm is not None:
+        norm.requires_grad_(True)
 
 
 def load_for_training(args: ModelArguments, kl_reference: bool) -> LoadedModel:
@@ -103,8 +125,11 @@ def load_for_training(args: ModelArguments, kl_reference: bool) -> LoadedModel:
             else None,
         )
         model = get_peft_model(model, config)
-    elif kl_reference:
-        reference = copy.deepcopy(model).eval().requires_grad_(False)
+    else:
+        if kl_reference:
+            reference = copy.deepcopy(model).eval().requires_grad_(False)
+        if args.train_top_layers is not None:
+            freeze_below_top_layers(model, args.train_top_layers)
     return LoadedModel(model, tokenizer, settings, prompts, embed_id, reference, token_added)
 
 

@@ -86,6 +86,8 @@ def run_sft(
         )
     if training_args.load_best_model_at_end and not evaluating:
         raise ConfigError("load_best_model_at_end needs evaluation: set eval_strategy (steps or epoch).")
+    if model_args.use_lora and model_args.train_top_layers is not None:
+        raise ConfigError("train_top_layers is for full fine-tuning; with use_lora leave it unset.")
     loaded = load_for_training(model_args, kl_reference=loss_args.loss_weight_kl > 0)
     if loaded.token_added and model_args.use_lora and not model_args.merge_lora:
         raise ConfigError(

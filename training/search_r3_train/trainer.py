@@ -227,6 +227,7 @@ class SFTTrainer(Trainer):
             model,
             self.loaded.tokenizer,
             self.loaded.settings,
+            max_length=self.loaded.prompts.max_length,  # the run's text_max_length, if set
             batch_size=self.args.per_device_eval_batch_size,
         )
         try:

@@ -147,3 +147,13 @@ def test_plain_lm_gets_the_embed_token(tmp_path: Path, tokenizer_dir: Path):
     loaded = load_for_training(ModelArguments(model_name_or_path=str(tmp_path)), False)
     assert loaded.token_added
     assert loaded.model.get_input_embeddings().weight.shape[0] > loaded.embed_id
+
+
+def test_train_top_layers_freezes_everything_below(tiny_llama_dir: Path):
+    args = ModelArguments(model_name_or_path=str(tiny_llama_dir), train_top_layers=1)
+    loaded = load_for_training(args, kl_reference=False)
+    trainable = {n for n, p in loaded.model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith(("model.layers.1.", "model.norm.")) for n in trainable)
+    assert any(n.startswith("model.layers.1.") for n in trainable)
+    with pytest.raises(ValueError, match="between 1 and 2"):
+        load_for_training(ModelArguments(model_name_or_path=str(tiny_llama_dir), train_top_layers=5), False)
