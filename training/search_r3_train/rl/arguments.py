@@ -13,6 +13,25 @@ from search_r3_train.rl.environment import EnvironmentConfig
 
 
 @dataclass
+class RLDataArguments:
+    """Optional caps on the RL data (the collection itself comes from ``train_file``)."""
+
+    rl_max_queries: int | None = field(
+        default=None,
+        metadata={
+            "help": "train on at most this many queries of the split (a fixed random sample; None: all)."
+        },
+    )
+    rl_max_docs: int | None = field(
+        default=None,
+        metadata={
+            "help": "rank over at most this many documents: every judged document of the training queries "
+            "plus a fixed random sample of the others (a cheaper proxy on a large corpus; None: all)."
+        },
+    )
+
+
+@dataclass
 class RewardArguments:
     """How a rollout is scored."""
 
@@ -62,10 +81,10 @@ class EnvironmentArguments:
     env_top_k: int = field(default=20, metadata={"help": "documents retrieved and refreshed per rollout."})
     env_graph_k: int = field(default=8, metadata={"help": "neighbours per document in the kNN graph."})
     env_refresh_neighbours: int = field(
-        default=4, metadata={"help": "graph neighbours refreshed with each retrieved or relevant document."}
+        default=2, metadata={"help": "graph neighbours refreshed with each retrieved or relevant document."}
     )
     env_staleness_budget: float = field(
-        default=0.01,
+        default=0.005,
         metadata={
             "help": "least recently encoded rows refreshed per step: fraction of the corpus (<1) or count."
         },
@@ -74,13 +93,15 @@ class EnvironmentArguments:
         default=0, metadata={"help": "re-encode the whole corpus every N steps (0: only on drift)."}
     )
     env_drift_threshold: float = field(
-        default=0.05,
+        default=0.15,
         metadata={
             "help": "full refresh when 1 - mean cosine of the probe documents since the last one "
             "exceeds this."
         },
     )
-    env_drift_check_every: int = field(default=5, metadata={"help": "measure the probe drift every N steps."})
+    env_drift_check_every: int = field(
+        default=10, metadata={"help": "measure the probe drift every N steps."}
+    )
     env_probe_size: int = field(default=32, metadata={"help": "documents in the drift probe sample."})
 
     def config(self, seed: int = 0) -> EnvironmentConfig:

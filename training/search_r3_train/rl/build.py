@@ -15,7 +15,7 @@ from search_r3.errors import MissingEmbedTokenError
 from search_r3.prompts import PromptBuilder, embed_token_id
 from search_r3.settings import SearchR3Settings
 from search_r3_train.arguments import ConfigError, DataArguments, ModelArguments
-from search_r3_train.rl.arguments import EnvironmentArguments, RewardArguments
+from search_r3_train.rl.arguments import EnvironmentArguments, RewardArguments, RLDataArguments
 from search_r3_train.rl.data import RLData, load_rl_data
 from search_r3_train.rl.environment import make_environment
 from search_r3_train.rl.policy import PolicyEncoder
@@ -149,12 +149,17 @@ class RLSetup:
 def build_rl(
     model_args: ModelArguments,
     data_args: DataArguments,
+    rl_data_args: RLDataArguments,
     reward_args: RewardArguments,
     env_args: EnvironmentArguments,
     training_args: GRPOConfig,
     data: RLData | None = None,
 ) -> RLSetup:
-    """Build the GRPO trainer for a stage-1 model on a collection (``data_args.train_file``)."""
+    """Build the GRPO trainer for a stage-1 model on a collection (``data_args.train_file``).
+
+    The arguments are the dataclasses ``search_r3_train.rl.cli.parse_args`` returns, in order;
+    ``data`` replaces the collection with ready-made :class:`RLData`.
+    """
     if data is None:
         if not data_args.train_file:
             raise ConfigError("Set train_file to a collection folder (BEIR, TREC or Cranfield layout).")
@@ -163,6 +168,10 @@ def build_rl(
         data = load_rl_data(
             data_args.train_file, data_args.train_split, data_args.split_fractions, data_args.split_seed
         )
+        if rl_data_args.rl_max_queries:
+            data = data.sample_queries(rl_data_args.rl_max_queries, seed=data_args.split_seed)
+        if rl_data_args.rl_max_docs:
+            data = data.restrict(rl_data_args.rl_max_docs, seed=data_args.split_seed)
     logger.info("RL data: %d documents, %d training queries.", data.num_docs, len(data.queries))
     use_lora = model_args.use_lora
     need_reference = training_args.beta != 0.0 and not use_lora

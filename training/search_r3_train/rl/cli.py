@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from search_r3_train.arguments import DataArguments, ModelArguments
-from search_r3_train.rl.arguments import EnvironmentArguments, RewardArguments
+from search_r3_train.rl.arguments import EnvironmentArguments, RewardArguments, RLDataArguments
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def build_parser():
     from search_r3_train.rl.build import RLConfig
 
     return TrlParser(
-        (ModelArguments, DataArguments, RewardArguments, EnvironmentArguments, RLConfig),
+        (ModelArguments, DataArguments, RLDataArguments, RewardArguments, EnvironmentArguments, RLConfig),
         prog="search-r3-train rl",
         description="Stage 2: GRPO over reasoning rollouts, rewarded by the retrieval quality of the "
         "embedding each rollout ends in, scored in a locally refreshed corpus environment.",
@@ -47,7 +47,7 @@ def build_parser():
 
 
 def parse_args(argv: Sequence[str]) -> tuple:
-    """Parse ``--config FILE`` and ``--field value`` overrides into the five dataclasses."""
+    """Parse ``--config FILE`` and ``--field value`` overrides into the six dataclasses."""
     return tuple(build_parser().parse_args_and_config(list(argv)))
 
 
@@ -73,9 +73,9 @@ def run(args: tuple) -> dict:
     """Train and save; returns the run summary (also written to ``output_dir/rl_summary.json``)."""
     from search_r3_train.rl.build import build_rl, save_final
 
-    model_args, data_args, reward_args, env_args, training_args = args
+    model_args, *_, training_args = args
     checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
-    setup = build_rl(model_args, data_args, reward_args, env_args, training_args)
+    setup = build_rl(*args)
     result = setup.trainer.train(resume_from_checkpoint=checkpoint)
     output = save_final(setup, model_args, training_args.output_dir)
     summary = run_summary(setup, result)

@@ -8,6 +8,7 @@ its queries are split with ``split_queries`` (same seed and fractions as ``sft``
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +100,48 @@ class RLData:
             query_ids=kept,
             queries=[str(queries[q]) for q in kept],
             qrels={q: judged[q] for q in kept},
+        )
+
+    def sample_queries(self, max_queries: int, seed: int = 13) -> RLData:
+        """At most ``max_queries`` training queries (a fixed random sample, in their original order)."""
+        if max_queries >= len(self.query_ids):
+            return self
+        if max_queries < 1:
+            raise RLDataError("rl_max_queries must be >= 1.")
+        keep = set(random.Random(seed).sample(self.query_ids, max_queries))
+        picked = [i for i, q in enumerate(self.query_ids) if q in keep]
+        return RLData(
+            doc_ids=self.doc_ids,
+            documents=self.documents,
+            query_ids=[self.query_ids[i] for i in picked],
+            queries=[self.queries[i] for i in picked],
+            qrels={self.query_ids[i]: self.qrels[self.query_ids[i]] for i in picked},
+        )
+
+    def restrict(self, max_docs: int, seed: int = 13) -> RLData:
+        """At most ``max_docs`` documents: every judged one plus a fixed random sample of the others.
+
+        A cheaper proxy corpus for RL on a large collection (or a slow machine): rankings, and so
+        rewards, are over this subset. Returns ``self`` when the corpus is already small enough.
+        """
+        if max_docs >= self.num_docs:
+            return self
+        judged = sorted({d for docs in self.qrels.values() for d in docs})
+        if max_docs < len(judged):
+            raise RLDataError(
+                f"rl_max_docs={max_docs} is below the {len(judged)} judged documents of the training "
+                "queries; raise it (or leave it unset to use the whole corpus)."
+            )
+        others = sorted(set(range(self.num_docs)) - set(judged))
+        sample = random.Random(seed).sample(others, max_docs - len(judged))
+        keep = sorted(judged + sample)
+        new_index = {old: new for new, old in enumerate(keep)}
+        return RLData(
+            doc_ids=[self.doc_ids[i] for i in keep],
+            documents=[self.documents[i] for i in keep],
+            query_ids=list(self.query_ids),
+            queries=list(self.queries),
+            qrels={q: {new_index[d]: g for d, g in docs.items()} for q, docs in self.qrels.items()},
         )
 
     @classmethod

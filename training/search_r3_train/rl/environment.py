@@ -63,11 +63,11 @@ class EnvironmentConfig:
 
     top_k: int = 20
     graph_k: int = 8
-    refresh_neighbours: int = 4
-    staleness_budget: float = 0.01
+    refresh_neighbours: int = 2
+    staleness_budget: float = 0.005
     full_refresh_every: int = 0
-    drift_threshold: float = 0.05
-    drift_check_every: int = 5
+    drift_threshold: float = 0.15
+    drift_check_every: int = 10
     probe_size: int = 32
     seed: int = 0
 

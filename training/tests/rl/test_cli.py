@@ -88,6 +88,19 @@ def test_other_bad_data_is_refused(tmp_path):
     )
     assert data.doc_ids == ["a", "b"]  # the empty document is left out, with its judgement
     assert data.query_ids == ["q"] and data.qrels == {"q": {1: 2.0}}  # unjudged query dropped, ids indexed
+    corpus = {f"d{i}": f"text {i}" for i in range(10)}
+    full = RLData.from_parts(corpus, {"q": "x", "r": "y"}, {"q": {"d7": 2}, "r": {"d2": 1, "d9": 3}})
+    small = full.restrict(5, seed=1)
+    assert small.num_docs == 5 and {"d2", "d7", "d9"} <= set(small.doc_ids)  # every judged document kept
+    for q in ("q", "r"):  # judgements re-indexed onto the same documents
+        assert {small.doc_ids[i]: g for i, g in small.qrels[q].items()} == {
+            full.doc_ids[i]: g for i, g in full.qrels[q].items()
+        }
+    assert full.restrict(5, seed=1).doc_ids == small.doc_ids and full.restrict(50) is full
+    one = full.sample_queries(1, seed=3)
+    assert len(one.query_ids) == 1 and one.qrels == {one.query_ids[0]: full.qrels[one.query_ids[0]]}
+    with pytest.raises(RLDataError, match="rl_max_docs"):
+        full.restrict(2)
     from search_r3_train.rl.data import load_rl_data
 
     (tmp_path / "train.jsonl").write_text("{}\n")
@@ -110,3 +123,17 @@ def test_cranfield_train_split_loads(cranfield_dir):
     data = load_rl_data(cranfield_dir, "train")
     assert data.num_docs == 1398 and 100 <= len(data.queries) <= 120
     assert all(data.qrels[q] for q in data.query_ids)
+
+
+@pytest.mark.parametrize("name", ["rl.yaml", "rl_tiny_cpu.yaml", "rl_smollm2_cpu.yaml"])
+def test_shipped_configs_parse(name):
+    from pathlib import Path
+
+    import search_r3_train
+    from search_r3_train.rl.cli import parse_args
+
+    path = Path(search_r3_train.__file__).parent / "configs" / name
+    _, _, _, reward_args, env_args, grpo = parse_args(["--config", str(path), "--bf16", "false"])
+    assert reward_args.reward_name in ("dcg_scaled", "ndcg", "rr", "margin")
+    assert env_args.env_mode == "local" and env_args.config().top_k == env_args.env_top_k
+    assert grpo.num_generations >= 2 and grpo.generation_batch_size % grpo.num_generations == 0
