@@ -91,6 +91,37 @@ def tiny_embeddings(tiny_llama_dir: Path):
     return ReasoningEmbeddings.from_pretrained(tiny_llama_dir, device="cpu", max_reasoning_tokens=8)
 
 
+def make_talkative(model_dir: Path, out: Path, word: str = "ĠParis") -> Path:
+    """A copy of a tiny model whose reasoning starts with ``word``.
+
+    The random tiny models only ever write newlines, which decode to empty reasoning; that would
+    let a test pass even if the reasoning text were lost on the way. The LM head is untied and the
+    row of ``word`` set to 1.5x the row of the newline, so greedy decoding picks ``word`` first.
+    """
+    import shutil
+
+    import torch
+
+    shutil.copytree(model_dir, out)
+    from search_r3 import ReasoningEmbeddings
+
+    loaded = ReasoningEmbeddings.from_pretrained(out, device="cpu")
+    model, tokenizer = loaded.model, loaded.tokenizer
+    head = model.get_input_embeddings().weight.detach().clone()
+    head[tokenizer.convert_tokens_to_ids(word)] = 1.5 * head[tokenizer.convert_tokens_to_ids("Ċ")]
+    model.config.tie_word_embeddings = False
+    model.lm_head = torch.nn.Linear(head.shape[1], head.shape[0], bias=False)
+    model.lm_head.weight = torch.nn.Parameter(head)
+    model.save_pretrained(out, safe_serialization=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def talkative_llama_dir(tiny_llama_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny Llama, biased so that its greedy reasoning is non-empty text (starts with " Paris")."""
+    return make_talkative(tiny_llama_dir, tmp_path_factory.mktemp("models") / "talkative-llama")
+
+
 @pytest.fixture(scope="session")
 def cranfield_dir() -> Path:
     """The Cranfield collection in ../shared/data; tests that need it skip when it is absent."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,33 +30,6 @@ def documents() -> list:
     from llama_index.core import Document
 
     return [Document(text=text, id_=doc_id, metadata={"topic": topic}) for doc_id, text, topic in CORPUS]
-
-
-def make_talkative(model_dir: Path, out: Path, word: str = "ĠParis") -> Path:
-    """A copy of a tiny model whose reasoning starts with ``word``.
-
-    The random tiny models only ever write newlines, which decode to empty reasoning; that would
-    let a test pass even if the reasoning text were lost on the way. The LM head is untied and the
-    row of ``word`` set to 1.5x the row of the newline, so greedy decoding picks ``word`` first.
-    """
-    import torch
-
-    shutil.copytree(model_dir, out)
-    loaded = ReasoningEmbeddings.from_pretrained(out, device="cpu")
-    model, tokenizer = loaded.model, loaded.tokenizer
-    head = model.get_input_embeddings().weight.detach().clone()
-    head[tokenizer.convert_tokens_to_ids(word)] = 1.5 * head[tokenizer.convert_tokens_to_ids("Ċ")]
-    model.config.tie_word_embeddings = False
-    model.lm_head = torch.nn.Linear(head.shape[1], head.shape[0], bias=False)
-    model.lm_head.weight = torch.nn.Parameter(head)
-    model.save_pretrained(out, safe_serialization=True)
-    return out
-
-
-@pytest.fixture(scope="session")
-def talkative_llama_dir(tiny_llama_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny Llama, biased so that its (greedy) reasoning is non-empty text."""
-    return make_talkative(tiny_llama_dir, tmp_path_factory.mktemp("li-models") / "talkative-llama")
 
 
 @pytest.fixture
