@@ -105,7 +105,6 @@ def load_for_training(args: ModelArguments, kl_reference: bool) -> LoadedModel:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     settings.write_to_model_config(model.config)
-    model.config.use_cache = False
     prompts = PromptBuilder(tokenizer, settings, max_length=args.text_max_length)
     embed_id = prompts.embed_id
 

@@ -83,6 +83,23 @@ def test_lora_adapter_and_merged_outputs_agree(tiny_llama_dir: Path, sft_jsonl: 
     assert not np.allclose(merged, start, atol=1e-4)
 
 
+def test_lora_adapter_output_loads_in_core_and_sentence_transformers(
+    tiny_llama_dir: Path, sft_jsonl: Path, tmp_path: Path
+):
+    from sentence_transformers import SentenceTransformer
+
+    out = tmp_path / "adapter-only"
+    argv = sft_argv(tiny_llama_dir, sft_jsonl, out, "--max_steps", "1", "--save_strategy", "no")
+    argv += ["--use_lora", "true", "--lora_r", "4", "--learning_rate", "0.01"]
+    assert cli.main(["sft", *argv]) == 0
+    assert (out / "adapter_config.json").is_file() and not (out / "model.safetensors").exists()
+    assert json.loads((out / "config.json").read_text())["search_r3"]
+    texts = ["ocean tides follow the moon"]
+    core = ReasoningEmbeddings.from_pretrained(out, device="cpu").encode_documents(texts)
+    st = SentenceTransformer(str(out), trust_remote_code=True, device="cpu").encode_document(texts)
+    np.testing.assert_allclose(core, st, atol=1e-5)
+
+
 class Interrupt(Exception):
     pass
 
