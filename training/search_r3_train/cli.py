@@ -66,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(USAGE, file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # its index-building debug lines are noise
     try:
         run = _load(COMMANDS[command])
     except ModuleNotFoundError as exc:

@@ -42,6 +42,8 @@ def check_config(data_args: DataArguments, loss_args: LossArguments, training_ar
         )
     if data_args.negatives_per_query < 0:
         raise ConfigError("negatives_per_query must be >= 0.")
+    if data_args.negatives_per_query == 0 and loss_args.loss_weight_triplet > 0:
+        logger.warning("negatives_per_query is 0: the triplet term has no negatives and is left out.")
 
 
 def run_sft(

@@ -113,3 +113,16 @@ def test_cranfield_train_split_with_bm25_negatives(cranfield_dir: Path):
     assert not set(dev.queries) & set(train.queries)
     assert len(dev.corpus) == 400
     assert all(d in dev.corpus for docs in dev.qrels.values() for d in docs)
+
+
+def test_model_negatives_come_from_the_current_model(sft_jsonl: Path, tmp_path: Path, tiny_llama_dir: Path):
+    out = tmp_path / "model-mined.jsonl"
+    argv = ["--input", str(sft_jsonl), "-o", str(out), "--method", "model", "--model", str(tiny_llama_dir)]
+    assert mine_main([*argv, "--depth", "3", "--device", "cpu"]) == 0
+    for before, after in zip(read_jsonl(sft_jsonl), read_jsonl(out), strict=True):
+        added = after.neg[len(before.neg) :]
+        assert 1 <= len(added) <= 3  # top 3 unjudged, minus those already listed as negatives
+        assert after.neg[: len(before.neg)] == before.neg
+        assert not set(added) & set(before.pos) and not set(added) & set(before.neg)
+    with pytest.raises(DataFormatError, match="--model"):
+        mine_main(["--input", str(sft_jsonl), "-o", str(out), "--method", "model"])
