@@ -5,6 +5,11 @@
   time, so the CLI reference cannot drift from the code.
 * ``<!-- page-link: FILE.md | TEXT -->`` becomes a link to an optional page written by a
   training or benchmark run, or a "not yet measured" note while that page does not exist.
+* ``<!-- include-section: PATH | HEADING -->`` embeds the section of a committed results file
+  (``PATH`` from the repository root, e.g. ``docs/training-results-rl.md`` or
+  ``benchmarks/README.md``) whose heading starts with ``HEADING``: its tables and the commands
+  that produced them appear on the page without being copied by hand. While the file does not
+  exist the page says "not yet measured"; when the heading is not found it links the file.
 * Optional result pages (``OPTIONAL_PAGES``) are added to the navigation when they exist, so the
   strict build never refers to a missing page; any other page missing from the nav goes under
   "More", so no page is unreachable.
@@ -31,6 +36,9 @@ OPTIONAL_PAGES = [
 HELP_COLUMNS = 100  # fixed width so the generated page does not depend on the terminal
 CLI_MARKER = re.compile(r"<!--\s*cli-reference:\s*([\w-]+)\s*-->")
 PAGE_LINK_MARKER = re.compile(r"<!--\s*page-link:\s*([^|>]+?)\s*\|\s*(.+?)\s*-->")
+SECTION_MARKER = re.compile(r"<!--\s*include-section:\s*([^|>]+?)\s*\|\s*(.+?)\s*-->")
+HEADING = re.compile(r"^(#{1,6})\s+(.*)$")
+MD_LINK = re.compile(r"(\]\()([^)\s]+)(\))")
 
 _cache: dict[str, str] = {}
 
@@ -87,6 +95,9 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     """Expand the ``cli-reference`` and ``page-link`` markers of a page."""
     markdown = CLI_MARKER.sub(lambda m: cli_reference(m.group(1)), markdown)
     docs_dir = Path(config["docs_dir"])
+    markdown = SECTION_MARKER.sub(
+        lambda m: include_section(m.group(1), m.group(2), page.file.src_uri, docs_dir, config), markdown
+    )
     return PAGE_LINK_MARKER.sub(
         lambda m: page_link(m.group(1), m.group(2), page.file.src_uri, docs_dir), markdown
     )
@@ -99,6 +110,75 @@ def page_link(target: str, text: str, src_uri: str, docs_dir: Path) -> str:
         rel = posixpath.relpath(target, posixpath.dirname(src_uri) or ".")
         return f"[{text}]({rel})"
     return f"*{text}: not yet measured (the page appears once the run has been recorded).*"
+
+
+def include_section(path: str, heading: str, src_uri: str, docs_dir: Path, config: Any) -> str:
+    """The section of ``path`` under the heading that starts with ``heading``, demoted to level 3+."""
+    root = docs_dir.parent
+    source = root / path
+    if not source.is_file():
+        return f"*Not yet measured: the figures appear here once `{path}` has been recorded.*"
+    lines = source.read_text(encoding="utf-8").splitlines()
+    in_fence, start, level = False, None, 0
+    body: list[str] = []
+    for line in lines:
+        if line.lstrip().startswith(("```", "~~~")):
+            in_fence = not in_fence
+        match = None if in_fence else HEADING.match(line)
+        if start is None:
+            if match and match.group(2).strip().startswith(heading):
+                start, level = len(body), len(match.group(1))
+            continue
+        if match and len(match.group(1)) <= level:
+            break
+        body.append(line)
+    link = _source_link(path, src_uri, docs_dir, root, config)
+    if start is None:
+        return f"*See {link} for these figures.*"
+    shift = 3 - level - 1  # the section's own sub-headings become level 4 and below
+    text = "\n".join(_demote(line, shift) for line in body).strip("\n")
+    text = _relink(text, source.parent, src_uri, docs_dir, config)
+    return f"{text}\n\n*From {link}.*"
+
+
+def _demote(line: str, shift: int) -> str:
+    match = HEADING.match(line)
+    if not match or shift <= 0:
+        return line
+    return "#" * min(6, len(match.group(1)) + shift) + " " + match.group(2)
+
+
+def _source_link(path: str, src_uri: str, docs_dir: Path, root: Path, config: Any) -> str:
+    source = root / path
+    try:
+        rel_doc = source.relative_to(docs_dir).as_posix()
+    except ValueError:
+        return f"[`{path}`]({_repo_url(config, path)})"
+    return f"[`{path}`]({posixpath.relpath(rel_doc, posixpath.dirname(src_uri) or '.')})"
+
+
+def _repo_url(config: Any, path: str) -> str:
+    return f"{str(config.get('repo_url') or '').rstrip('/')}/blob/main/{path}"
+
+
+def _relink(text: str, source_dir: Path, src_uri: str, docs_dir: Path, config: Any) -> str:
+    """Rewrite relative links of included text so they resolve from the including page."""
+    root = docs_dir.parent
+
+    def fix(m: re.Match[str]) -> str:
+        target = m.group(2)
+        if re.match(r"^[a-z][a-z0-9+.-]*:|^#|^/", target):
+            return m.group(0)
+        file, _, anchor = target.partition("#")
+        resolved = (source_dir / file).resolve()
+        try:
+            rel_doc = resolved.relative_to(docs_dir.resolve()).as_posix()
+            new = posixpath.relpath(rel_doc, posixpath.dirname(src_uri) or ".")
+        except ValueError:
+            new = _repo_url(config, resolved.relative_to(root.resolve()).as_posix())
+        return f"{m.group(1)}{new}{'#' + anchor if anchor else ''}{m.group(3)}"
+
+    return MD_LINK.sub(fix, text)
 
 
 # -- CLI reference ------------------------------------------------------------------------------

@@ -317,6 +317,52 @@ def _cli_tour(g: dict[str, Any], out: str, work: Path) -> None:
     assert "search-r3 (reasoning" in out and "search-r3 (no reasoning)" in out
 
 
+# -- the build hooks (docs/hooks.py) ------------------------------------------------------------
+def load_hooks() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("search_r3_docs_hooks", DOCS / "hooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_include_section_embeds_recorded_figures(tmp_path: Path):
+    hooks = load_hooks()
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    config = {"repo_url": "https://example.org/repo"}
+    # missing file: the page says so
+    assert "Not yet measured" in hooks.include_section("docs/r.md", "Env", "benchmarks.md", docs, config)
+    (tmp_path / "bench").mkdir()
+    (docs / "r.md").write_text(
+        "# Results\n\n## Env efficiency\n\n```bash\n# not a heading\npython x.py\n```\n\n"
+        "### Variants\n\n| a | b |\n| --- | --- |\n| 1 | 2 |\n\n"
+        "see [code](../bench/x.py) and [p](other.md#s)\n\n"
+        "## Next section\n\nleft out\n"
+    )
+    text = hooks.include_section("docs/r.md", "Env", "guides/page.md", docs, config)
+    assert "python x.py" in text and "# not a heading" in text  # fenced lines are not headings
+    assert "| 1 | 2 |" in text and "left out" not in text  # stops at the next section
+    assert "\n### Variants" in text  # sub-headings sit below the including page's section
+    assert "(https://example.org/repo/blob/main/bench/x.py)" in text  # outside docs: a repository link
+    assert "(../other.md#s)" in text  # inside docs: relative to the including page
+    assert "[`docs/r.md`](../r.md)" in text  # the source is named
+    # a heading that is not there: a link to the file instead of silently nothing
+    assert "See [`docs/r.md`]" in hooks.include_section("docs/r.md", "Nope", "benchmarks.md", docs, config)
+
+
+def test_cli_reference_is_the_help_output():
+    from search_r3.cli.main import build_parser
+
+    hooks = load_hooks()
+    text = hooks.cli_reference("search-r3")
+    for name, sub in hooks._subcommands(build_parser()).items():
+        assert f"### `search-r3 {name}`" in text
+        with hooks._fixed_width():
+            assert sub.format_help().strip() in text  # the whole help, verbatim
+
+
 # -- the site -----------------------------------------------------------------------------------
 def test_site_builds_strictly(tmp_path: Path):
     pytest.importorskip("material", reason="the docs extras are not installed: pip install -e '.[docs]'")
