@@ -137,3 +137,18 @@ def test_shipped_configs_parse(name):
     assert reward_args.reward_name in ("dcg_scaled", "ndcg", "rr", "margin")
     assert env_args.env_mode == "local" and env_args.config().top_k == env_args.env_top_k
     assert grpo.num_generations >= 2 and grpo.generation_batch_size % grpo.num_generations == 0
+
+
+def test_evaluation_subset_is_fixed_and_keeps_judged_documents():
+    from search_r3.collections import Collection
+    from search_r3_train.rl.evaluate import subset
+
+    corpus = {f"d{i}": {"title": "", "text": f"text {i}"} for i in range(40)}
+    queries = {f"q{i}": f"query {i}" for i in range(10)}
+    qrels = {f"q{i}": {f"d{i}": 1, f"d{i + 20}": 2} for i in range(10)}
+    full = Collection("c", corpus, queries, qrels)
+    small = subset(full, max_queries=4, max_docs=12, seed=5)
+    assert len(small.queries) == 4 and len(small.corpus) == 12
+    judged = {d for q in small.queries for d in full.qrels[q]}
+    assert judged <= set(small.corpus)
+    assert subset(full, 4, 12, seed=5).corpus.keys() == small.corpus.keys()  # same cut for every model
