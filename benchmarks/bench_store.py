@@ -36,9 +36,9 @@ from search_r3.store import QdrantStore
 CRANFIELD = Path(__file__).resolve().parents[2] / "shared" / "data" / "cranfield"
 
 
-def corpus_texts(n: int) -> tuple[list[str], str]:
-    """``n`` real texts: Cranfield abstracts when present, else the demo corpus (cycled, numbered)."""
-    if (CRANFIELD / "cran.all.1400").is_file():
+def corpus_texts(n: int, which: str = "cranfield") -> tuple[list[str], str]:
+    """``n`` real texts: Cranfield abstracts (when present), else the demo corpus (cycled, numbered)."""
+    if which == "cranfield" and (CRANFIELD / "cran.all.1400").is_file():
         from search_r3.collections import load_cranfield
 
         c = load_cranfield(CRANFIELD)
@@ -157,6 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2, help="rounds of the indexing benchmark (best kept)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000], help="store sizes for latency")
     parser.add_argument("--queries", type=int, default=200, help="queries per size for latency")
+    parser.add_argument(
+        "--texts",
+        choices=["cranfield", "demo"],
+        default="cranfield",
+        help="Cranfield abstracts (~200 tokens, if ../shared/data/cranfield exists) or demo paragraphs (~80)",
+    )
     parser.add_argument("--skip-indexing", action="store_true")
     args = parser.parse_args(argv)
 
@@ -171,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     if not args.skip_indexing:
-        texts, source = corpus_texts(args.docs)
+        texts, source = corpus_texts(args.docs, args.texts)
         print(f"\nindexing {len(texts)} {source}, batches of {args.batch_size}, best of {args.repeats}:")
         t = bench_indexing(emb, texts, args.batch_size, args.repeats)
         n = len(texts)

@@ -61,6 +61,9 @@ class SearchR3Module(InputModule):
             the default) or ``"query"``.
         log_size: How many query texts :attr:`reasoning_log` remembers.
 
+    The module is for inference (``encode``); fine-tuning goes through ``search-r3-train``,
+    which calls the same core functions with gradients on.
+
     Attributes:
         last_reasoning: Reasoning texts of the most recent reasoning batch, in that batch's order.
         last_forced: For the same rows, whether the budget ran out before the embed token.
