@@ -78,5 +78,9 @@ def init_model(
     output.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output, safe_serialization=True)
     tokenizer.save_pretrained(output)
+    # Lets SentenceTransformer(output, trust_remote_code=True) load the folder as it is.
+    from search_r3.st_module import write_sentence_transformers_files
+
+    write_sentence_transformers_files(output)
     logger.info("Wrote search-r3 model to %s (embed token id %d).", output, token_id)
     return output

@@ -137,3 +137,11 @@ def test_plain_folder_made_loadable_without_loading_it(
     np.testing.assert_array_equal(model.encode_document(DOCS), embeddings.encode_documents(DOCS))
     with pytest.raises(FileNotFoundError, match="search-r3 model folder"):
         write_sentence_transformers_files(tmp_path / "nothing-here")
+
+
+def test_init_folder_loads_with_sentence_transformer(tiny_llama_dir: Path, embeddings) -> None:
+    """`search-r3 init` output is loadable as it is, and config.json stays the LM's own."""
+    model = SentenceTransformer(str(tiny_llama_dir), trust_remote_code=True, device="cpu")
+    np.testing.assert_array_equal(model.encode_document(DOCS), embeddings.encode_documents(DOCS))
+    config = json.loads((tiny_llama_dir / "config.json").read_text())
+    assert "search_r3" in config and "model_type" in config

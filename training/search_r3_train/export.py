@@ -10,38 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from search_r3.st_module import write_sentence_transformers_files
+
 logger = logging.getLogger(__name__)
-
-#: Files ``SentenceTransformer.save`` writes that a search-r3 folder does not have yet.
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
-
-
-def write_sentence_transformers_files(embeddings: Any, output_dir: str | Path) -> list[str]:
-    """Add sentence-transformers metadata (modules.json, ...) to a model folder; returns the names.
-
-    Uses sentence-transformers' own ``save`` into a scratch folder and copies only the files the
-    folder lacks, so weights, tokenizer and ``config.json`` are never overwritten.
-    """
-    from search_r3.st_module import to_sentence_transformer
-
-    output_dir = Path(output_dir)
-    copied = []
-    with tempfile.TemporaryDirectory() as scratch:
-        to_sentence_transformer(embeddings, device=str(embeddings.device)).save(scratch)
-        for path in sorted(Path(scratch).iterdir()):
-            if (
-                path.is_file()
-                and not path.name.endswith(_WEIGHT_SUFFIXES)
-                and not (output_dir / path.name).exists()
-            ):
-                shutil.copy2(path, output_dir / path.name)
-                copied.append(path.name)
-    return copied
 
 
 def absolute_base(adapter_dir: str | Path) -> None:
@@ -70,7 +44,7 @@ def merge_adapter_folder(adapter_dir: str | Path, output_dir: str | Path, dtype:
     merged.settings.write_to_model_config(merged.model.config)
     merged.model.save_pretrained(output_dir, safe_serialization=True)
     merged.tokenizer.save_pretrained(output_dir)
-    write_sentence_transformers_files(merged, output_dir)
+    write_sentence_transformers_files(output_dir)
     return Path(output_dir)
 
 
@@ -80,8 +54,6 @@ def save_trained_model(trainer: Any, use_lora: bool, merge_lora: bool, dtype: st
     ``trainer.save_model`` gathers the weights under DeepSpeed / FSDP and writes on the main
     process; the extra files are added there too.
     """
-    from search_r3 import ReasoningEmbeddings
-
     output_dir = Path(trainer.args.output_dir)
     loaded = trainer.loaded
     target = output_dir / "adapter" if use_lora and merge_lora else output_dir
@@ -99,9 +71,5 @@ def save_trained_model(trainer: Any, use_lora: bool, merge_lora: bool, dtype: st
             merge_adapter_folder(target, output_dir, dtype=dtype)
             logger.info("Merged the LoRA adapter into %s (adapter kept in %s).", output_dir, target)
             return output_dir
-    embeddings = ReasoningEmbeddings(model, loaded.tokenizer, loaded.settings)
-    try:
-        write_sentence_transformers_files(embeddings, output_dir)
-    finally:
-        model.train()
+    write_sentence_transformers_files(output_dir)
     return output_dir
