@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from search_r3.model import length_sorted_batches
 from search_r3.pooling import backbone_of, embed_forward, pad_batch
@@ -71,8 +72,13 @@ class PolicyEncoder:
         """``(len(indices), dim)`` document vectors under the current weights."""
         return self.embed_ids([self.document_ids(int(i)) for i in indices])
 
-    def embed_ids(self, sequences: Sequence[Sequence[int]]) -> torch.Tensor:
-        """Embeddings of id sequences that contain the embed token, no gradients, in input order."""
+    def embed_ids(
+        self, sequences: Sequence[Sequence[int]], show_progress: bool | None = None
+    ) -> torch.Tensor:
+        """Embeddings of id sequences that contain the embed token, no gradients, in input order.
+
+        A progress bar shows for long jobs (a full corpus refresh) unless ``show_progress`` says otherwise.
+        """
         model = self.model
         device = next(model.parameters()).device
         if not sequences:
@@ -84,7 +90,9 @@ class PolicyEncoder:
         model.eval()  # no dropout in a read-out
         try:
             with torch.no_grad():
-                for batch in length_sorted_batches([len(s) for s in sequences], self.batch_size):
+                batches = list(length_sorted_batches([len(s) for s in sequences], self.batch_size))
+                show = len(sequences) > 256 if show_progress is None else show_progress
+                for batch in tqdm(batches, desc="Encoding corpus", unit="batch", disable=not show):
                     ids, mask = pad_batch([sequences[i] for i in batch], self.pad_id)
                     vectors = embed_forward(
                         backbone, ids.to(device), mask.to(device), self.embed_id, self.normalize
