@@ -109,17 +109,18 @@ class RetrievalRewardFunction:
             self._prompt_cache[query] = ids
         return ids
 
-    def rollout_sequence(self, query: str, completion: Sequence[int]) -> list[int] | None:
-        """Ids whose embed-token state is the rollout's embedding; None if it is not scored."""
+    def rollout_sequence(self, query: str, completion: Sequence[int]) -> list[int]:
+        """Ids whose embed-token state is the rollout's embedding.
+
+        A rollout without the token is closed as inference closes a forced row: an end-of-turn
+        token is dropped, the closing text and the token are appended.
+        """
         completion = list(completion)
         if completion and completion[-1] == self.embed_id:
             return self.prompt_ids(query) + completion
-        if self.missing_token_mode == "forced":
-            # as inference does: drop an end-of-turn token, append the closing text and the token
-            if completion and completion[-1] in self._end_ids():
-                completion = completion[:-1]
-            return self.prompt_ids(query) + completion + list(self.prompts.forced_ids)
-        return None
+        if completion and completion[-1] in self._end_ids():
+            completion = completion[:-1]
+        return self.prompt_ids(query) + completion + list(self.prompts.forced_ids)
 
     def _end_ids(self) -> set[int]:
         tokenizer = self.prompts.tokenizer
@@ -139,10 +140,12 @@ class RetrievalRewardFunction:
         if not (len(prompts) == len(query_id) == n):
             raise ValueError("prompts, completion_ids and query_id must have one entry per rollout.")
         emitted = [bool(ids) and ids[-1] == self.embed_id for ids in completion_ids]
-        sequences = [self.rollout_sequence(p, ids) for p, ids in zip(prompts, completion_ids, strict=True)]
-        scored = [s is not None for s in sequences]
+        scored = [e or self.missing_token_mode == "forced" for e in emitted]
         rows = [i for i in range(n) if scored[i]]
-        queries = self.encoder.embed_ids([sequences[i] for i in rows])  # type: ignore[misc]
+        # Every rollout is embedded, scored or not, so each rank runs the same number of forward
+        # passes per call (DeepSpeed ZeRO-3 gathers parameters collectively inside each forward).
+        sequences = [self.rollout_sequence(p, ids) for p, ids in zip(prompts, completion_ids, strict=True)]
+        queries = self.encoder.embed_ids(sequences)[rows]
         relevant = [self._relevant(query_id[i]) for i in rows]
         # Every rank calls step() (even with no scored rollout): it exchanges the rows to refresh.
         stats = self.environment.step(queries, [list(r) for r in relevant])

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from trl import GRPOTrainer
 
-from search_r3.pooling import backbone_of, embed_forward
+from search_r3.pooling import backbone_of, pool_embed_token, position_ids_from_mask
 from search_r3.prompts import PromptBuilder
 from search_r3_train.rl.reward_function import RetrievalRewardFunction
 
@@ -95,20 +95,26 @@ class SearchR3GRPOTrainer(GRPOTrainer):
         return loss
 
     def _contrastive_loss(self, model, inputs: dict[str, Any]) -> torch.Tensor:
-        """InfoNCE of the rollouts that emitted the token; 0 (with a graph) if none did."""
+        """InfoNCE of the rollouts that emitted the token; 0 (with a graph) if none did.
+
+        The forward runs over every rollout of the batch, valid or not, so each rank runs exactly
+        one (as DeepSpeed ZeRO-3 requires); the embedding is read only where the token is.
+        """
         positive = inputs["rl_positive"]
+        ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
+        mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+        backbone = backbone_of(self.accelerator.unwrap_model(model))
+        hidden = backbone(
+            input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=False
+        ).last_hidden_state
         rows = (positive >= 0).nonzero().flatten()
-        unwrapped = self.accelerator.unwrap_model(model)
-        backbone = backbone_of(unwrapped)
-        if len(rows) == 0 or self.retrieval_reward.environment.vectors is None:
-            return torch.zeros((), device=positive.device)
-        ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)[rows]
-        mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)[rows]
-        queries = embed_forward(backbone, ids, mask, self.retrieval_reward.embed_id, normalize=True)
-        vectors = self.retrieval_reward.environment.vectors.to(queries.device)
+        vectors = self.retrieval_reward.environment.vectors
+        if len(rows) == 0 or vectors is None:
+            return hidden.sum() * 0.0
+        queries = pool_embed_token(hidden[rows], ids[rows], self.retrieval_reward.embed_id, normalize=True)
         candidates = torch.cat([positive[rows].unsqueeze(1), inputs["rl_negatives"][rows]], dim=1)
         valid = candidates >= 0
-        docs = vectors[candidates.clamp(min=0)]  # (rows, 1 + negatives, dim), no gradient: cached
+        docs = vectors.to(queries.device)[candidates.clamp(min=0)]  # (rows, 1 + negatives, dim), cached
         logits = torch.einsum("rd,rcd->rc", queries, docs) / self.contrastive_temperature
         logits = logits.masked_fill(~valid, float("-inf"))
         return F.cross_entropy(logits, torch.zeros(len(rows), dtype=torch.long, device=logits.device))

@@ -97,3 +97,48 @@ def test_trainer_step_matches_plain_pytorch_grpo(emitting_model_dir, rl_collecti
     assert trainer_grads, "the trainer's loss must reach the parameters"
     for name, grad in trainer_grads.items():
         torch.testing.assert_close(grad, dict(model.named_parameters())[name].grad, atol=1e-6, rtol=1e-3)
+
+
+def test_contrastive_term_adds_infonce_of_the_emitting_rollouts(
+    emitting_model_dir, rl_collection_dir, tmp_path
+):
+    from trl import GRPOTrainer
+
+    from search_r3.pooling import backbone_of, embed_forward
+
+    weight, temperature = 0.5, 0.1
+    argv = rl_argv(emitting_model_dir, rl_collection_dir, tmp_path / "out", "--beta", "0")
+    argv += ["--rl_contrastive_weight", str(weight), "--rl_contrastive_temperature", str(temperature)]
+    argv += ["--rl_contrastive_negatives", "3"]
+    setup = build_rl(*parse_args(argv))
+    trainer = setup.trainer
+    trainer.current_gradient_accumulation_steps = 1
+    model = trainer.model
+    model.train()
+    batch = trainer._generate_and_score_completions([trainer.train_dataset[1]] * 4)
+    last = setup.reward.last
+    rows = [i for i, e in enumerate(last.emitted) if e]
+    assert rows, "at least one rollout must emit the token for the term to exist"
+    assert batch["rl_positive"].tolist() == [
+        p if e else -1 for p, e in zip(last.positives, last.emitted, strict=True)
+    ]
+
+    total = trainer.compute_loss(model, batch)
+    policy = GRPOTrainer.compute_loss(trainer, model, batch)
+    # independent InfoNCE: each emitting rollout, unpadded, against its positive and negatives
+    vectors = setup.reward.environment.vectors
+    losses = []
+    for i in rows:
+        ids = torch.cat([batch["prompt_ids"][i][batch["prompt_mask"][i].bool()],
+                         batch["completion_ids"][i][batch["completion_mask"][i].bool()]])  # fmt: skip
+        q = embed_forward(backbone_of(model), ids[None], torch.ones_like(ids)[None], setup.prompts.embed_id)[
+            0
+        ]
+        candidates = [last.positives[i], *last.negatives[i][:3]]
+        logits = vectors[candidates] @ q / temperature
+        losses.append(-torch.log_softmax(logits, dim=0)[0])
+    expected = weight * torch.stack(losses).mean()
+    torch.testing.assert_close(total - policy, expected, atol=1e-5, rtol=1e-4)
+    assert trainer._metrics["train"]["contrastive_loss"][-1] == pytest.approx(
+        float(expected / weight), rel=1e-4
+    )
