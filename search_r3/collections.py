@@ -14,7 +14,6 @@ Three on-disk layouts load into one :class:`Collection`:
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import os
 import random
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from search_r3.errors import SearchR3Error
+from search_r3.jsonl import iter_json_objects
 
 logger = logging.getLogger(__name__)
 
@@ -364,17 +364,8 @@ def _load_classic_files(docs_file: Path, queries_file: Path, qrels_file: Path, n
 
 # -- shared helpers -------------------------------------------------------------------------------
 def _read_jsonl(path: Path) -> Iterator[dict]:
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise CollectionFormatError(f"{path}:{number}: not valid JSON ({exc.msg}).") from exc
-            if not isinstance(row, dict):
-                raise CollectionFormatError(f"{path}:{number}: expected a JSON object per line.")
-            yield row
+    for _, row in iter_json_objects(path, CollectionFormatError):
+        yield row
 
 
 def _field(row: dict, names: tuple[str, ...], path: Path) -> str:

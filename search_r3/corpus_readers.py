@@ -6,7 +6,6 @@ or the id field of a JSON line), so indexing the same sources again adds nothing
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from search_r3.errors import SearchR3Error
+from search_r3.jsonl import iter_json_objects
 
 TEXT_SUFFIXES = (".txt", ".md", ".markdown", ".rst", ".text")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
@@ -156,38 +156,29 @@ def split_text(text: str, max_chars: int) -> list[str]:
 
 
 def _read_jsonl(path: Path) -> Iterator[Document]:
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise CorpusError(f"{path}:{number}: not valid JSON ({exc.msg}).") from exc
-            if not isinstance(row, dict):
-                raise CorpusError(f"{path}:{number}: expected one JSON object per line.")
-            text_key = next((k for k in TEXT_FIELDS if isinstance(row.get(k), str)), None)
-            if text_key is None:
-                raise CorpusError(
-                    f"{path}:{number}: no text field; give one of {', '.join(TEXT_FIELDS)} in each line."
-                )
-            title = str(row.get("title") or "").strip()
-            body = row[text_key].strip()
-            text = f"{title}\n{body}" if title and body else title or body
-            if not text:
-                continue  # empty records carry nothing to search
-            id_key = next((k for k in ID_FIELDS if row.get(k) is not None), None)
-            doc_id = str(row[id_key]) if id_key else f"{path.resolve()}:{number}"
-            metadata: dict[str, Any] = {"source": str(path)}
-            if title:
-                metadata["title"] = title
-            nested = row.get("metadata")
-            if isinstance(nested, dict):
-                metadata.update({k: v for k, v in nested.items() if _scalar(v)})
-            for key, value in row.items():
-                if key not in (*ID_FIELDS, text_key, "title", "metadata") and _scalar(value):
-                    metadata[key] = value
-            yield Document(doc_id, text, metadata)
+    for number, row in iter_json_objects(path, CorpusError):
+        text_key = next((k for k in TEXT_FIELDS if isinstance(row.get(k), str)), None)
+        if text_key is None:
+            raise CorpusError(
+                f"{path}:{number}: no text field; give one of {', '.join(TEXT_FIELDS)} in each line."
+            )
+        title = str(row.get("title") or "").strip()
+        body = row[text_key].strip()
+        text = f"{title}\n{body}" if title and body else title or body
+        if not text:
+            continue  # empty records carry nothing to search
+        id_key = next((k for k in ID_FIELDS if row.get(k) is not None), None)
+        doc_id = str(row[id_key]) if id_key else f"{path.resolve()}:{number}"
+        metadata: dict[str, Any] = {"source": str(path)}
+        if title:
+            metadata["title"] = title
+        nested = row.get("metadata")
+        if isinstance(nested, dict):
+            metadata.update({k: v for k, v in nested.items() if _scalar(v)})
+        for key, value in row.items():
+            if key not in (*ID_FIELDS, text_key, "title", "metadata") and _scalar(value):
+                metadata[key] = value
+        yield Document(doc_id, text, metadata)
 
 
 def _scalar(value: Any) -> bool:
