@@ -8,7 +8,9 @@ into search-r3 folders through the public ``init_model`` path.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -120,6 +122,24 @@ def make_talkative(model_dir: Path, out: Path, word: str = "ĠParis") -> Path:
 def talkative_llama_dir(tiny_llama_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny Llama, biased so that its greedy reasoning is non-empty text (starts with " Paris")."""
     return make_talkative(tiny_llama_dir, tmp_path_factory.mktemp("models") / "talkative-llama")
+
+
+@pytest.fixture
+def count_calls(monkeypatch: pytest.MonkeyPatch) -> Callable[[Any, str], list[tuple[tuple, dict]]]:
+    """Wrap ``obj.name`` (an instance method) so every call is recorded, then passed through."""
+
+    def wrap(obj: Any, name: str) -> list[tuple[tuple, dict]]:
+        calls: list[tuple[tuple, dict]] = []
+        original = getattr(obj, name)
+
+        def recording(*args: Any, **kwargs: Any) -> Any:
+            calls.append((args, kwargs))
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(obj, name, recording)
+        return calls
+
+    return wrap
 
 
 @pytest.fixture(scope="session")

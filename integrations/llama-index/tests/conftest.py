@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -36,21 +34,3 @@ def documents() -> list:
 def fresh_embeddings(talkative_llama_dir: Path) -> ReasoningEmbeddings:
     """A ReasoningEmbeddings of its own per test, so a test may wrap its methods to count calls."""
     return ReasoningEmbeddings.from_pretrained(talkative_llama_dir, device="cpu", max_reasoning_tokens=BUDGET)
-
-
-@pytest.fixture
-def count_calls(monkeypatch: pytest.MonkeyPatch) -> Callable[[Any, str], list[tuple[tuple, dict]]]:
-    """Wrap ``obj.name`` (an instance method) so every call is recorded, then passed through."""
-
-    def wrap(obj: Any, name: str) -> list[tuple[tuple, dict]]:
-        calls: list[tuple[tuple, dict]] = []
-        original = getattr(obj, name)
-
-        def recording(*args: Any, **kwargs: Any) -> Any:
-            calls.append((args, kwargs))
-            return original(*args, **kwargs)
-
-        monkeypatch.setattr(obj, name, recording)
-        return calls
-
-    return wrap
