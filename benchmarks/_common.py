@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import platform
 import re
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -126,7 +125,3 @@ def print_table(headers: list[str], rows: list[list[Any]]) -> None:
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for row in cells:
         print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values)

@@ -170,7 +170,9 @@ class ReasoningEmbeddings:
     # -- low level: one implementation shared by every front end ----------------------------
     def embed_prompt_ids(self, prompts: Sequence[Sequence[int]]) -> torch.Tensor:
         """Embeddings of prompts that already end in the embed token: one forward pass."""
-        ids, mask = pad_batch(prompts, self.pad_id, side=self.tokenizer.padding_side or "right")
+        # Right padding whatever the tokenizer says: the vectors are the same either way, and it
+        # lets the causal attention run without a padding mask (see embed_forward).
+        ids, mask = pad_batch(prompts, self.pad_id, side="right")
         with torch.inference_mode():
             return embed_forward(
                 backbone_of(self.model),

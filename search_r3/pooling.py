@@ -69,12 +69,22 @@ def embed_forward(
     """One forward pass of the base transformer and the read-out; keeps gradients if enabled.
 
     This is the one implementation of the document path: inference, the sentence-transformers
-    module and training all call it.
+    module and training all call it. Any padding side works; with right padding (or none) the
+    mask is not passed on: under causal attention a real token never sees the padding after it,
+    and attention without a padding mask runs the faster causal kernel.
     """
-    out = backbone(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        position_ids=position_ids_from_mask(attention_mask),
-        use_cache=False,
-    )
+    if is_right_padded(attention_mask):
+        out = backbone(input_ids=input_ids, use_cache=False)
+    else:
+        out = backbone(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids_from_mask(attention_mask),
+            use_cache=False,
+        )
     return pool_embed_token(out.last_hidden_state, input_ids, embed_id, normalize)
+
+
+def is_right_padded(attention_mask: torch.Tensor) -> bool:
+    """Whether every row is its tokens followed only by padding (no padding before a token)."""
+    return bool((attention_mask[:, 1:] <= attention_mask[:, :-1]).all())

@@ -21,7 +21,7 @@ from search_r3 import (
 )
 from search_r3.devices import default_device, resolve_dtype
 from search_r3.model import length_sorted_batches
-from search_r3.pooling import backbone_of
+from search_r3.pooling import backbone_of, embed_forward, embed_token_positions, pad_batch
 
 DOCS = [
     "Paris is the capital and most populous city of France.",
@@ -46,11 +46,11 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 @contextmanager
 def recorded_calls(emb):
-    """Record every call of the base transformer (its attention mask) and of the LM head."""
+    """Record every call of the base transformer (its input ids) and of the LM head."""
     calls = {"backbone": [], "head": 0}
 
     def on_backbone(module, args, kwargs, output):
-        calls["backbone"].append(kwargs["attention_mask"].clone())
+        calls["backbone"].append(kwargs["input_ids"].clone())
 
     def on_head(module, args, output):
         calls["head"] += 1
@@ -86,10 +86,14 @@ def test_batches_are_sorted_by_length(emb):
     lengths = [len(p) for p in emb.prompts.build(DOCS, "document")]
     with recorded_calls(emb) as calls:
         emb.encode_documents(DOCS, batch_size=2)
-    seen = [sorted(mask.sum(dim=1).tolist(), reverse=True) for mask in calls["backbone"]]
+    # Each prompt ends with the embed token, so its position gives the prompt's length.
+    seen = [
+        sorted((embed_token_positions(ids, emb.embed_id) + 1).tolist(), reverse=True)
+        for ids in calls["backbone"]
+    ]
     assert seen == [sorted(lengths, reverse=True)[i : i + 2] for i in range(0, len(DOCS), 2)]
     # Each batch is only as wide as its longest row.
-    assert [mask.shape[1] for mask in calls["backbone"]] == [rows[0] for rows in seen]
+    assert [ids.shape[1] for ids in calls["backbone"]] == [rows[0] for rows in seen]
 
 
 def test_length_sorted_batches():
@@ -111,20 +115,27 @@ def test_same_vector_alone_or_in_a_mixed_batch(emb):
 
 @pytest.mark.parametrize("method", ["documents", "no-reasoning queries"])
 def test_padding_side_does_not_matter(emb, method):
+    texts = DOCS if method == "documents" else QUERIES + DOCS
+    kind = "document" if method == "documents" else "query"
+
     def encode():
         if method == "documents":
-            return emb.encode_documents(DOCS, batch_size=len(DOCS))
-        return emb.encode_queries(QUERIES + DOCS, reasoning=False, batch_size=8).embeddings
+            return emb.encode_documents(texts, batch_size=len(texts))
+        return emb.encode_queries(texts, reasoning=False, batch_size=len(texts)).embeddings
 
     original = emb.tokenizer.padding_side
     try:
-        emb.tokenizer.padding_side = "right"
-        right = encode()
         emb.tokenizer.padding_side = "left"
-        left = encode()
+        with_left_tokenizer = encode()
     finally:
         emb.tokenizer.padding_side = original
-    assert cosines(left, right).min() >= 0.99999
+    ours = encode()
+    # The same prompts padded on the left go through the masked path of embed_forward.
+    ids, mask = pad_batch(emb.prompts.build(texts, kind), emb.pad_id, side="left")
+    with torch.no_grad():
+        left = embed_forward(backbone_of(emb.model), ids, mask, emb.embed_id).numpy()
+    assert cosines(ours, left).min() >= 0.99999
+    assert cosines(ours, with_left_tokenizer).min() >= 0.99999
 
 
 def test_queries_without_reasoning(emb):

@@ -10,6 +10,7 @@ from search_r3.pooling import (
     backbone_of,
     embed_forward,
     embed_token_positions,
+    is_right_padded,
     pad_batch,
     pool_embed_token,
     position_ids_from_mask,
@@ -30,6 +31,13 @@ def test_pad_batch_both_sides():
 def test_positions_ignore_padding():
     mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 0, 0]])
     assert position_ids_from_mask(mask).tolist() == [[0, 0, 0, 1, 2], [0, 1, 2, 2, 2]]
+
+
+def test_is_right_padded():
+    assert is_right_padded(torch.tensor([[1, 1, 1], [1, 0, 0]]))
+    assert is_right_padded(torch.ones(2, 4, dtype=torch.long))
+    assert not is_right_padded(torch.tensor([[1, 1, 1], [0, 1, 1]]))
+    assert not is_right_padded(torch.tensor([[1, 0, 1]]))
 
 
 def test_token_located_by_id_not_by_last_column():
