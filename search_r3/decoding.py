@@ -7,7 +7,8 @@ closing text and the token are fed for it over the same cache instead of sampled
 forced rows are left, their remaining closing ids go in one final step.
 
 Rows that are done leave the batch and the cache at once, so a batch costs what its live rows
-cost: a long reasoning does not make the finished rows pay for every further step.
+cost: a long reasoning does not make the finished rows pay for every further step. The prompt
+head all rows share (chat template and system instruction) is computed once per batch.
 """
 
 from __future__ import annotations
@@ -114,6 +115,59 @@ class _Batch:
         # the left), but they are masked out, so they change nothing.
 
 
+#: A shared prompt prefix at least this long is computed once for the whole batch.
+MIN_SHARED_PREFIX = 8
+
+
+def shared_prefix_length(prompts: Sequence[Sequence[int]]) -> int:
+    """Length of the prefix all prompts share, leaving every prompt at least one token of its own."""
+    shortest = min(len(p) for p in prompts)
+    first = prompts[0]
+    length = 0
+    while length < shortest - 1 and all(p[length] == first[length] for p in prompts):
+        length += 1
+    return length
+
+
+def _prefill(
+    backbone: Any, prompts: Sequence[Sequence[int]], pad_id: int, device: torch.device
+) -> tuple[_Batch, torch.Tensor]:
+    """Run the prompts over an empty cache; returns the batch and each row's last hidden state.
+
+    Prompts of one kind share their chat-template head (the system instruction: most of a short
+    query's prompt), so that prefix is computed once and its cache copied to every row; only the
+    rest, left-padded, is computed per row. The cache then reads ``prefix | padding | own tokens``.
+    """
+    cache_kw = _cache_keyword(backbone)
+    shared = shared_prefix_length(prompts) if len(prompts) > 1 else 0
+    if shared < MIN_SHARED_PREFIX:
+        ids, mask = pad_batch(prompts, pad_id, side="left")
+        ids, mask = ids.to(device), mask.to(device)
+        out = backbone(
+            input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=True
+        )
+        return _Batch(
+            backbone, cache_kw, list(range(len(prompts))), _cache_of(out), mask
+        ), out.last_hidden_state[:, -1]
+
+    head = torch.tensor([list(prompts[0][:shared])], dtype=torch.long, device=device)
+    cache = _cache_of(backbone(input_ids=head, use_cache=True))
+    cache.batch_repeat_interleave(len(prompts))
+    ids, own = pad_batch([p[shared:] for p in prompts], pad_id, side="left")
+    ids, own = ids.to(device), own.to(device)
+    mask = torch.cat([torch.ones(len(prompts), shared, dtype=own.dtype, device=device), own], dim=1)
+    out = backbone(
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=shared + position_ids_from_mask(own),
+        use_cache=True,
+        **{cache_kw: cache},
+    )
+    return _Batch(backbone, cache_kw, list(range(len(prompts))), _cache_of(out), mask), out.last_hidden_state[
+        :, -1
+    ]
+
+
 @torch.inference_mode()
 def reason_and_embed(
     causal_lm: Any,
@@ -159,13 +213,7 @@ def reason_and_embed(
     if n == 0:
         return DecodedBatch(embeddings.cpu(), generated, forced)
 
-    ids, mask = pad_batch(prompts, pad_id, side="left")
-    ids, mask = ids.to(device), mask.to(device)
-    out = backbone(
-        input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=True
-    )
-    batch = _Batch(backbone, _cache_keyword(backbone), list(range(n)), _cache_of(out), mask)
-    last_hidden = out.last_hidden_state[:, -1]
+    batch, last_hidden = _prefill(backbone, prompts, pad_id, device)
     scripts: dict[int, list[int]] = {}  # forced rows: closing ids still to feed
 
     while batch.rows:

@@ -37,3 +37,13 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: str) -> torch.dtype:
         return _DTYPES[str(dtype).lower()]
     except KeyError:
         raise ValueError(f"Unknown dtype {dtype!r}; use one of {sorted(_DTYPES)} or 'auto'.") from None
+
+
+def default_batch_tokens(device: str) -> int:
+    """Padded tokens per forward pass for documents that suit ``device``.
+
+    On CPUs a forward of a few hundred tokens keeps its activations in cache: on a 2-core Xeon
+    with SmolLM2-135M, 256-512-token batches ran 1.2-2x faster per token than 3,500-token ones
+    (16 documents of 220 tokens). GPUs want big batches, which ``batch_size`` then bounds.
+    """
+    return 512 if device.startswith("cpu") else 65536

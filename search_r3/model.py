@@ -15,7 +15,7 @@ from safetensors import SafetensorError
 from tqdm.auto import tqdm
 
 from search_r3.decoding import SamplingOptions, reason_and_embed
-from search_r3.devices import default_device, resolve_dtype
+from search_r3.devices import default_batch_tokens, default_device, resolve_dtype
 from search_r3.errors import ModelLoadError
 from search_r3.pooling import backbone_of, embed_forward, pad_batch
 from search_r3.prompts import PromptBuilder
@@ -45,11 +45,27 @@ class QueryEncodings:
         return len(self.embeddings)
 
 
-def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
-    """Indices grouped into batches of similar length (longest first), so padding stays small."""
+def length_sorted_batches(
+    lengths: Sequence[int], batch_size: int, max_tokens: int | None = None
+) -> Iterator[list[int]]:
+    """Indices grouped into batches of similar length (longest first), so padding stays small.
+
+    A batch holds at most ``batch_size`` rows and, if ``max_tokens`` is set, at most that many
+    padded tokens (rows x its longest row); a row longer than ``max_tokens`` goes alone.
+    """
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    for start in range(0, len(order), batch_size):
-        yield order[start : start + batch_size]
+    batch: list[int] = []
+    for i in order:
+        # Sorted longest first, so the batch's first row sets its padded width.
+        full = len(batch) >= batch_size or (
+            max_tokens is not None and batch and (len(batch) + 1) * lengths[batch[0]] > max_tokens
+        )
+        if full:
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
 
 
 class ReasoningEmbeddings:
@@ -74,6 +90,7 @@ class ReasoningEmbeddings:
         reasoning: bool = True,
         max_reasoning_tokens: int | None = None,
         batch_size: int = 16,
+        max_batch_tokens: int | None = None,
     ):
         self.model = model
         self.tokenizer = tokenizer
@@ -83,6 +100,7 @@ class ReasoningEmbeddings:
         self.reasoning = reasoning
         self.max_reasoning_tokens = max_reasoning_tokens or self.settings.max_reasoning_tokens
         self.batch_size = batch_size
+        self._max_batch_tokens = max_batch_tokens
         self.embed_id = self.prompts.embed_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.model.eval()
@@ -111,7 +129,7 @@ class ReasoningEmbeddings:
             dtype: ``"float32"``, ``"bfloat16"``, ``"float16"`` or a torch dtype; default:
                 bfloat16 on GPUs that support it, float32 otherwise.
             **kwargs: Passed to the constructor (``max_length``, ``reasoning``,
-                ``max_reasoning_tokens``, ``batch_size``).
+                ``max_reasoning_tokens``, ``batch_size``, ``max_batch_tokens``).
         """
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -153,6 +171,15 @@ class ReasoningEmbeddings:
     def embedding_dimension(self) -> int:
         """Size of the vectors (the model's hidden size)."""
         return int(self.model.config.get_text_config().hidden_size)
+
+    @property
+    def max_batch_tokens(self) -> int:
+        """Most padded tokens per document forward pass; by default it suits the model's device."""
+        return self._max_batch_tokens or default_batch_tokens(str(self.device))
+
+    @max_batch_tokens.setter
+    def max_batch_tokens(self, value: int | None) -> None:
+        self._max_batch_tokens = value
 
     @property
     def max_length(self) -> int:
@@ -229,10 +256,18 @@ class ReasoningEmbeddings:
         documents: Sequence[str],
         *,
         batch_size: int | None = None,
+        max_batch_tokens: int | None = None,
         show_progress_bar: bool | None = None,
     ) -> np.ndarray:
-        """Embed documents (no reasoning): ``(n, dim)`` float32 array."""
-        return self._encode_direct(self.prompts.build(documents, "document"), batch_size, show_progress_bar)
+        """Embed documents (no reasoning): ``(n, dim)`` float32 array.
+
+        Args:
+            batch_size: Most documents per forward pass (default: the instance's).
+            max_batch_tokens: Most padded tokens per forward pass (default: the instance's,
+                which depends on the device: small on CPUs, where big batches run slower).
+        """
+        prompts = self.prompts.build(documents, "document")
+        return self._encode_direct(prompts, batch_size, max_batch_tokens, show_progress_bar)
 
     def encode_queries(
         self,
@@ -256,7 +291,8 @@ class ReasoningEmbeddings:
         """
         reasoning = self.reasoning if reasoning is None else reasoning
         if not reasoning:
-            vectors = self._encode_direct(self.prompts.build(queries, "query"), batch_size, show_progress_bar)
+            prompts = self.prompts.build(queries, "query")
+            vectors = self._encode_direct(prompts, batch_size, None, show_progress_bar)
             n = len(vectors)
             return QueryEncodings(vectors, [""] * n, np.zeros(n, dtype=bool), [0] * n)
         prompts = self.prompts.build(queries, "reasoning")
@@ -293,12 +329,22 @@ class ReasoningEmbeddings:
         return np.zeros((0, self.embedding_dimension), dtype=np.float32)
 
     def _encode_direct(
-        self, prompts: list[list[int]], batch_size: int | None, show_progress_bar: bool | None
+        self,
+        prompts: list[list[int]],
+        batch_size: int | None,
+        max_batch_tokens: int | None,
+        show_progress_bar: bool | None,
     ) -> np.ndarray:
         if not prompts:
             return self._empty()
         out = np.zeros((len(prompts), self.embedding_dimension), dtype=np.float32)
-        batches = list(length_sorted_batches([len(p) for p in prompts], batch_size or self.batch_size))
+        batches = list(
+            length_sorted_batches(
+                [len(p) for p in prompts],
+                batch_size or self.batch_size,
+                max_batch_tokens or self.max_batch_tokens,
+            )
+        )
         for batch in self._progress(batches, show_progress_bar, len(prompts) > 256, "Encoding"):
             out[batch] = self.embed_prompt_ids([prompts[i] for i in batch]).numpy()
         return out

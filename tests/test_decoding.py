@@ -16,7 +16,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from search_r3 import SamplingOptions, SearchR3Settings
-from search_r3.decoding import reason_and_embed
+from search_r3.decoding import MIN_SHARED_PREFIX, reason_and_embed, shared_prefix_length
 from search_r3.pooling import backbone_of, embed_forward, pad_batch
 from search_r3.prompts import PromptBuilder
 
@@ -230,3 +230,29 @@ def test_empty_batch(setup):
     model, _, builder = setup
     out = _decode(model, builder, [], budget=4)
     assert out.embeddings.shape == (0, 64) and out.generated_ids == [] and out.forced == []
+
+
+def test_shared_prefix_length():
+    assert shared_prefix_length([[1, 2, 3, 4], [1, 2, 5], [1, 2, 3]]) == 2
+    assert shared_prefix_length([[1, 2, 3], [1, 2, 3]]) == 2  # each prompt keeps a token of its own
+    assert shared_prefix_length([[7, 1], [8, 1]]) == 0
+
+
+def test_the_shared_template_head_is_computed_once(setup):
+    model, _, builder = setup
+    prompts = builder.build(QUERIES[:4], "reasoning")
+    shared = shared_prefix_length(prompts)
+    assert shared >= MIN_SHARED_PREFIX  # the system instruction and the template around it
+    shapes = []
+    hook = backbone_of(model).register_forward_hook(
+        lambda module, args, kwargs, out: shapes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True
+    )
+    try:
+        out = _decode(model, builder, prompts, budget=3)
+    finally:
+        hook.remove()
+    longest_own = max(len(p) - shared for p in prompts)
+    assert shapes[:2] == [(1, shared), (4, longest_own)]
+    for row, prompt in enumerate(prompts):  # and the vectors are still those of a plain forward
+        want = _reference(model, builder, prompt, out.generated_ids[row], out.forced[row])
+        assert torch.allclose(out.embeddings[row], want, atol=1e-5)

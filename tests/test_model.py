@@ -99,6 +99,27 @@ def test_batches_are_sorted_by_length(emb):
 def test_length_sorted_batches():
     assert list(length_sorted_batches([3, 9, 1, 7, 5], 2)) == [[1, 3], [4, 0], [2]]
     assert list(length_sorted_batches([], 4)) == []
+    # A token budget: rows x longest row <= 14, and a row longer than the budget goes alone.
+    assert list(length_sorted_batches([3, 9, 1, 7, 5, 20], 8, max_tokens=14)) == [[5], [1], [3, 4], [0, 2]]
+    assert list(length_sorted_batches([2, 2, 2, 2, 2], 3, max_tokens=100)) == [[0, 1, 2], [3, 4]]
+
+
+def test_token_budget_splits_batches_without_changing_vectors(emb):
+    lengths = sorted((len(p) for p in emb.prompts.build(DOCS, "document")), reverse=True)
+    assert emb.max_batch_tokens == 512  # the CPU default
+    with recorded_calls(emb) as calls:
+        small = emb.encode_documents(DOCS, batch_size=8, max_batch_tokens=2 * lengths[0])
+    assert all(ids.numel() <= 2 * lengths[0] for ids in calls["backbone"])
+    assert 2 <= len(calls["backbone"]) < len(DOCS)  # split by the budget, not by the row cap
+    assert cosines(small, emb.encode_documents(DOCS, batch_size=8, max_batch_tokens=10_000)).min() >= 0.99999
+    emb.max_batch_tokens = lengths[0]
+    try:
+        with recorded_calls(emb) as calls:
+            emb.encode_documents(DOCS, batch_size=8)
+        assert len(calls["backbone"]) == len(DOCS)
+    finally:
+        emb.max_batch_tokens = None
+    assert emb.max_batch_tokens == 512
 
 
 def test_same_vector_alone_or_in_a_mixed_batch(emb):
