@@ -146,9 +146,8 @@ def _prefill(
         out = backbone(
             input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=True
         )
-        return _Batch(
-            backbone, cache_kw, list(range(len(prompts))), _cache_of(out), mask
-        ), out.last_hidden_state[:, -1]
+        batch = _Batch(backbone, cache_kw, list(range(len(prompts))), _cache_of(out), mask)
+        return batch, out.last_hidden_state[:, -1]
 
     head = torch.tensor([list(prompts[0][:shared])], dtype=torch.long, device=device)
     cache = _cache_of(backbone(input_ids=head, use_cache=True))
@@ -163,9 +162,8 @@ def _prefill(
         use_cache=True,
         **{cache_kw: cache},
     )
-    return _Batch(backbone, cache_kw, list(range(len(prompts))), _cache_of(out), mask), out.last_hidden_state[
-        :, -1
-    ]
+    batch = _Batch(backbone, cache_kw, list(range(len(prompts))), _cache_of(out), mask)
+    return batch, out.last_hidden_state[:, -1]
 
 
 @torch.inference_mode()
