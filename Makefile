@@ -41,7 +41,7 @@ docs-serve: setup
 	$(VENV)/bin/mkdocs serve
 
 bench: setup
-	$(PY) benchmarks/run_all.py
+	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) site .pytest_cache .ruff_cache
