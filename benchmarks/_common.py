@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import platform
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -50,26 +49,18 @@ def real_model_dir(name: str = "smollm2-135m-instruct") -> Path:
     return target
 
 
-def _cranfield_records(path: Path) -> list[dict[str, str]]:
-    """Minimal parser of the Cranfield ``.I/.T/.W`` layout (fields of interest only)."""
-    records: list[dict[str, str]] = []
-    field = None
-    for line in path.read_text(errors="replace").splitlines():
-        if line.startswith(".I"):
-            records.append({})
-            field = None
-        elif re.fullmatch(r"\.[A-Z]", line.strip()):
-            field = line.strip()[1]
-        elif records and field:
-            records[-1][field] = (records[-1].get(field, "") + " " + line.strip()).strip()
-    return [r for r in records if r.get("W")]
+def _cranfield():
+    """The Cranfield collection through the project's own reader (skipping empty documents)."""
+    from search_r3.collections import load_cranfield
+
+    return load_cranfield(CRANFIELD)
 
 
 def documents(n: int) -> tuple[list[str], str]:
     """``n`` documents (title + abstract) from Cranfield if present, else the built-in sample."""
     if (CRANFIELD / "cran.all.1400").is_file():
-        recs = _cranfield_records(CRANFIELD / "cran.all.1400")
-        texts = [(r.get("T", "") + "\n" + r["W"]).strip() for r in recs]
+        collection = _cranfield()
+        texts = [t for t in map(collection.doc_text, collection.doc_ids()) if t.strip()]
         return texts[:n], f"Cranfield ({CRANFIELD})"
     reps = -(-n // len(SAMPLE_DOCUMENTS))
     return (SAMPLE_DOCUMENTS * reps)[:n], "built-in sample (../shared/data/cranfield absent)"
@@ -78,7 +69,7 @@ def documents(n: int) -> tuple[list[str], str]:
 def queries(n: int) -> tuple[list[str], str]:
     """``n`` queries from Cranfield if present, else the built-in sample."""
     if (CRANFIELD / "cran.qry").is_file():
-        texts = [r["W"] for r in _cranfield_records(CRANFIELD / "cran.qry")]
+        texts = list(_cranfield().queries.values())
         return texts[:n], f"Cranfield queries ({CRANFIELD})"
     reps = -(-n // len(SAMPLE_QUERIES))
     return (SAMPLE_QUERIES * reps)[:n], "built-in sample (../shared/data/cranfield absent)"

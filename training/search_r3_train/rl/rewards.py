@@ -130,8 +130,28 @@ def make_reward(name: str, **kwargs: Any) -> RetrievalReward:
     return cls(**{k: v for k, v in kwargs.items() if k in accepted})
 
 
+class _CutoffDCGReward(RetrievalReward):
+    """DCG@k of the relevant documents over the ideal DCG; subclasses may scale each gain."""
+
+    def __init__(self, k: int | None = 10):
+        if k is not None and k < 1:
+            raise ValueError("k must be >= 1 (or None for no cut-off).")
+        self.k = k
+
+    def score(self, scores: torch.Tensor, relevant: dict[int, float]) -> float:
+        docs, gains = _relevant_tensors(relevant, scores.device)
+        ranks = ranks_of(scores, docs).float()
+        keep = ranks <= self.k if self.k is not None else torch.ones_like(ranks, dtype=torch.bool)
+        dcg = (gains * self.gain_scale(scores, docs) / torch.log2(1 + ranks))[keep].sum()
+        return float(dcg) / ideal_dcg(gains, self.k)
+
+    def gain_scale(self, scores: torch.Tensor, docs: torch.Tensor) -> torch.Tensor | float:
+        """Factor on each relevant document's gain (1: plain nDCG)."""
+        return 1.0
+
+
 @register_reward("dcg_scaled")
-class DCGScaledReward(RetrievalReward):
+class DCGScaledReward(_CutoffDCGReward):
     """DCG of the relevant documents with each gain scaled by its similarity, over the ideal DCG.
 
     r = Σ_{d relevant, rank_d ≤ k} g_d · (1 + cos(q, d)) / 2 / log2(1 + rank_d)  /  IDCG@k.
@@ -139,35 +159,13 @@ class DCGScaledReward(RetrievalReward):
     gradient of signal after the positives reach rank 1, unlike plain nDCG.
     """
 
-    def __init__(self, k: int | None = 10):
-        if k is not None and k < 1:
-            raise ValueError("k must be >= 1 (or None for no cut-off).")
-        self.k = k
-
-    def score(self, scores: torch.Tensor, relevant: dict[int, float]) -> float:
-        docs, gains = _relevant_tensors(relevant, scores.device)
-        ranks = ranks_of(scores, docs).float()
-        keep = ranks <= self.k if self.k is not None else torch.ones_like(ranks, dtype=torch.bool)
-        scale = (1 + scores[docs]) / 2
-        dcg = (gains * scale / torch.log2(1 + ranks))[keep].sum()
-        return float(dcg) / ideal_dcg(gains, self.k)
+    def gain_scale(self, scores: torch.Tensor, docs: torch.Tensor) -> torch.Tensor:
+        return (1 + scores[docs]) / 2
 
 
 @register_reward("ndcg")
-class NDCGReward(RetrievalReward):
+class NDCGReward(_CutoffDCGReward):
     """nDCG@k with linear gains (as trec_eval's ``ndcg_cut``)."""
-
-    def __init__(self, k: int | None = 10):
-        if k is not None and k < 1:
-            raise ValueError("k must be >= 1 (or None for no cut-off).")
-        self.k = k
-
-    def score(self, scores: torch.Tensor, relevant: dict[int, float]) -> float:
-        docs, gains = _relevant_tensors(relevant, scores.device)
-        ranks = ranks_of(scores, docs).float()
-        keep = ranks <= self.k if self.k is not None else torch.ones_like(ranks, dtype=torch.bool)
-        dcg = (gains / torch.log2(1 + ranks))[keep].sum()
-        return float(dcg) / ideal_dcg(gains, self.k)
 
 
 @register_reward("rr")
