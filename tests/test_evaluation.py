@@ -18,6 +18,7 @@ from search_r3.evaluation import (
     evaluate_model,
     evaluate_run,
     format_table,
+    search_r3_rows,
     top_k_run,
 )
 
@@ -124,6 +125,17 @@ def test_evaluate_model_table(tiny_embeddings) -> None:
     parsed = json.loads(format_table(rows, "json"))
     assert parsed[2]["system"] == "BM25" and "run" not in parsed[2]
     assert parsed[2]["metrics"]["RR@10"] == pytest.approx(bm25.metrics["RR@10"])
+
+
+def test_search_r3_rows_with_a_label(tiny_embeddings) -> None:
+    c = small_collection()
+    labelled = search_r3_rows(tiny_embeddings, c, label="tiny", reasoning_modes=(False,), keep_runs=True)
+    (plain,) = evaluate_model(tiny_embeddings, c, reasoning_modes=(False,), bm25=False, keep_runs=True)
+    assert [r.system for r in labelled] == [
+        "tiny: no reasoning"
+    ] and plain.system == "search-r3 (no reasoning)"
+    assert labelled[0].metrics == pytest.approx(plain.metrics) and labelled[0].run == plain.run
+    assert search_r3_rows(tiny_embeddings, c, label="tiny", reasoning_modes=()) == []
 
 
 def test_cranfield_bm25_matches_the_published_figure(cranfield_dir: Path) -> None:

@@ -1,17 +1,25 @@
-"""``search-r3 eval``: nDCG@10, Recall@100 and MRR@10 with reasoning on, off, and BM25."""
+"""``search-r3 eval``: nDCG@10, Recall@100 and MRR@10 for one or more models, baselines and BM25."""
 
 from __future__ import annotations
 
 import argparse
+import gc
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from search_r3.cli.common import add_json_option, add_model_options, load_model, note, print_json
+from search_r3.cli.common import MODEL_ENV, add_json_option, load_model, note, print_json, resolve_model
+from search_r3.errors import ModelLoadError
 
 EXAMPLES = """examples:
   search-r3 eval ../shared/data/cranfield --model ./my-model --max-reasoning-tokens 32
+  search-r3 eval ../shared/data/cranfield --queries test --model search-r3-smollm2-135m \\
+      --model runs/recipe/untrained --st-model sentence-transformers/all-MiniLM-L6-v2
+  search-r3 eval ./cranfield --model trained=./runs/rl --model start=./runs/untrained  # row labels
   search-r3 eval ./beir/scifact --split test --json > scifact.json
   search-r3 eval ./trec-covid --queries test --reasoning off        # the project's fixed test split
   search-r3 eval ./cranfield --reasoning none                       # BM25 only: no model needed
+  search-r3 eval ./cranfield --reasoning none --st-model ./all-MiniLM-L6-v2   # baselines only
   search-r3 eval ./cranfield --metrics nDCG@10 AP P@5 --max-queries 20
 
 DATA is a folder in one of these layouts (detected automatically):
@@ -19,16 +27,55 @@ DATA is a folder in one of these layouts (detected automatically):
   TREC     corpus.jsonl|tsv, topics (tsv, jsonl or <top> SGML), qrels (qid 0 docid rel)
   classic  .I/.T/.W records and a qrels file, as the Cranfield collection ships
 
-Documents are encoded once; query rows time the query side only. Metrics use ir-measures
-names (nDCG@10, R@100, RR@10, AP, P@5, ...); the table shows R@ as Recall@ and RR@ as MRR@.
+Several --model and --st-model options compare systems in one table: each model is loaded,
+evaluated (documents encoded once per model) and freed before the next one; BM25 comes last.
+With one --model the rows read "search-r3 (reasoning, N tokens)" and "search-r3 (no reasoning)";
+with several they read "LABEL: reasoning (N tokens)" and "LABEL: no reasoning", and baselines
+read "sentence-transformers: LABEL". LABEL is the folder's name for a local folder, else the
+value as given (a short name or Hub id); --model LABEL=PATH names a row yourself (split on the
+first '=' only when LABEL has no '/' and PATH exists or holds a '/' or starts with '.' or '~').
+
+Query rows time the query side only (corpus_seconds in --json holds the document encoding).
+Metrics use ir-measures names (nDCG@10, R@100, RR@10, AP, P@5, ...); the table shows R@ as
+Recall@ and RR@ as MRR@.
 """
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One ``--model`` or ``--st-model`` value: what to load and how its rows are named."""
+
+    path: str
+    label: str
+    named: bool  # the label was given as LABEL=PATH
+
+
+def looks_like_path(value: str) -> bool:
+    return "/" in value or "\\" in value or value.startswith((".", "~"))
+
+
+def parse_model_spec(value: str) -> ModelSpec:
+    """``PATH`` or ``LABEL=PATH``; the default label is a local folder's name, else the value."""
+    label, sep, path = value.partition("=")
+    if (
+        sep
+        and label
+        and not looks_like_path(label)
+        and path
+        and not Path(value).expanduser().exists()
+        and (Path(path).expanduser().exists() or looks_like_path(path))
+    ):
+        return ModelSpec(path=path, label=label, named=True)
+    local = Path(value).expanduser()
+    return ModelSpec(path=value, label=local.resolve().name if local.exists() else value, named=False)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "eval",
         help="evaluate retrieval on a BEIR, TREC or Cranfield-style collection",
-        description="Evaluate a search-r3 model with reasoning on and off against a BM25 baseline.",
+        description="Evaluate search-r3 models with reasoning on and off against sentence-transformers "
+        "and BM25 baselines, in one table.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -45,7 +92,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--reasoning",
         choices=["both", "on", "off", "none"],
         default="both",
-        help="dense rows: reasoning on and off (default), one of them, or none (BM25 only)",
+        help="search-r3 rows: reasoning on and off (default), one of them, or none (no search-r3 model)",
     )
     parser.add_argument("--no-bm25", action="store_true", help="leave out the BM25 row")
     parser.add_argument(
@@ -58,13 +105,64 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--output", type=Path, default=None, help="also write the table (or JSON) to this file"
     )
     add_json_option(parser)
-    add_model_options(parser)
+    # The shared model options, except that --model repeats here (one table, several models).
+    group = parser.add_argument_group("model")
+    group.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        metavar="[LABEL=]MODEL",
+        help=f"search-r3 model folder, short name or Hub id; repeat to compare models (default: "
+        f"${MODEL_ENV}, else the demo model if it was built)",
+    )
+    group.add_argument(
+        "--st-model",
+        action="append",
+        default=None,
+        metavar="[LABEL=]MODEL",
+        help="sentence-transformers model folder or Hub id for a baseline row; repeatable",
+    )
+    group.add_argument("--device", default=None, help="cpu, cuda, mps... (default: the best available)")
+    group.add_argument(
+        "--dtype", default=None, help="float32, bfloat16, float16 for search-r3 models (default: per device)"
+    )
+    group.add_argument(
+        "--max-reasoning-tokens", type=int, default=None, help="reasoning budget (default: the model's)"
+    )
     parser.set_defaults(func=run)
+
+
+def load_sentence_transformer(path: str, device: str | None) -> Any:
+    """A ``SentenceTransformer`` (no remote code), with a clear error when it cannot be loaded."""
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        return SentenceTransformer(path, device=device)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(
+            f"Could not load the sentence-transformers model {path!r}: {exc}. Pass a local model folder, "
+            "or a Hub id such as sentence-transformers/all-MiniLM-L6-v2 (downloads it once, needs internet)."
+        ) from exc
+
+
+def release_memory() -> None:
+    """Give a dropped model's memory back before the next model loads."""
+    gc.collect()
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def run(args: argparse.Namespace) -> int:
     from search_r3.collections import load_collection, split_queries
-    from search_r3.evaluation import DEFAULT_METRICS, evaluate_model, format_table
+    from search_r3.evaluation import (
+        DEFAULT_METRICS,
+        bm25_row,
+        format_table,
+        search_r3_rows,
+        sentence_transformer_row,
+    )
 
     collection = load_collection(args.data, split=args.split)
     if args.queries != "all":
@@ -73,30 +171,85 @@ def run(args: argparse.Namespace) -> int:
     if args.max_queries:
         judged = judged[: args.max_queries]
     collection = collection.subset(judged)
+    metrics = tuple(args.metrics or DEFAULT_METRICS)
     modes = {"both": (True, False), "on": (True,), "off": (False,), "none": ()}[args.reasoning]
-    if not modes and args.no_bm25:
-        note(args, "nothing to evaluate: --reasoning none together with --no-bm25")
+    models = [parse_model_spec(v) for v in args.model or []] if modes else []
+    st_models = [parse_model_spec(v) for v in args.st_model or []]
+    if args.model and not modes:
+        note(args, "--reasoning none: the --model options are not evaluated")
+    if modes and not models:
+        try:
+            models = [ModelSpec(path=resolve_model(args), label="search-r3", named=False)]
+        except ModelLoadError as exc:
+            raise ModelLoadError(f"{exc} For baseline rows only, pass --reasoning none.") from exc
+    if not models and not st_models and args.no_bm25:
+        note(args, "nothing to evaluate: no model rows (--reasoning none) and --no-bm25")
         return 2
+    for kind, specs in (("--model", models), ("--st-model", st_models)):
+        labels = [spec.label for spec in specs]
+        repeated = sorted({label for label in labels if labels.count(label) > 1})
+        if repeated:
+            note(args, f"two {kind} values share the row label {repeated[0]!r}; name them {kind} LABEL=PATH")
+            return 2
+    # One model keeps the one-model row names unless a label was asked for.
+    single = len(models) == 1 and not models[0].named
     note(args, f"{collection.name}: {len(collection.corpus)} documents, {len(judged)} judged queries")
-    embeddings = load_model(args) if modes else None
-    rows = evaluate_model(
-        embeddings,
-        collection,
-        reasoning_modes=modes,
-        bm25=not args.no_bm25,
-        metrics=tuple(args.metrics or DEFAULT_METRICS),
-        k=args.depth,
-        max_reasoning_tokens=args.max_reasoning_tokens,
-        show_progress_bar=True,
-    )
-    model_name = str(getattr(getattr(embeddings, "model", None), "name_or_path", "")) if embeddings else None
+
+    rows = []
+    evaluated: list[dict[str, Any]] = []
+    for spec in models:
+        embeddings = load_model(argparse.Namespace(**{**vars(args), "model": spec.path}))
+        model_rows = search_r3_rows(
+            embeddings,
+            collection,
+            label=None if single else spec.label,
+            reasoning_modes=modes,
+            metrics=metrics,
+            k=args.depth,
+            max_reasoning_tokens=args.max_reasoning_tokens,
+            show_progress_bar=True,
+        )
+        rows += model_rows
+        evaluated.append(
+            {
+                "kind": "search-r3",
+                "label": spec.label,
+                "model": spec.path,
+                "name_or_path": str(getattr(embeddings.model, "name_or_path", "") or spec.path),
+                "systems": [row.system for row in model_rows],
+            }
+        )
+        del embeddings
+        release_memory()
+    for spec in st_models:
+        note(args, f"loading sentence-transformers model {spec.path}")
+        st_model = load_sentence_transformer(spec.path, args.device)
+        row = sentence_transformer_row(
+            st_model, collection, label=spec.label, metrics=metrics, k=args.depth, show_progress_bar=True
+        )
+        rows.append(row)
+        evaluated.append(
+            {
+                "kind": "sentence-transformers",
+                "label": spec.label,
+                "model": spec.path,
+                "systems": [row.system],
+            }
+        )
+        del st_model
+        release_memory()
+    if not args.no_bm25:
+        rows.append(bm25_row(collection, metrics=metrics, k=args.depth))
+
     if args.json:
         payload = {
             "collection": collection.name,
             "data": str(args.data),
             "queries": len(judged),
             "documents": len(collection.corpus),
-            "model": model_name,
+            # the one search-r3 model's name (as before); every model is listed in "models"
+            "model": evaluated[0]["name_or_path"] if len(models) == 1 else None,
+            "models": evaluated,
             "rows": [row.to_dict() for row in rows],
         }
         print_json(payload)
