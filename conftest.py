@@ -93,6 +93,41 @@ def tiny_embeddings(tiny_llama_dir: Path):
     return ReasoningEmbeddings.from_pretrained(tiny_llama_dir, device="cpu", max_reasoning_tokens=8)
 
 
+def make_random_adapter(base: Path, out: Path, seed: int, r: int, tokens: bool) -> Path:
+    """A LoRA adapter on ``base`` with random (non-zero) weights, saved as a search-r3 adapter folder."""
+    import shutil
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model = AutoModelForCausalLM.from_pretrained(base)
+    embed_id = tokenizer.convert_tokens_to_ids("<|embed_token|>")
+    config = LoraConfig(
+        r=r,
+        lora_alpha=3 * r,
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+        trainable_token_indices=[embed_id] if tokens else None,
+    )
+    peft = get_peft_model(model, config)
+    with torch.no_grad():
+        for _, param in peft.named_parameters():
+            if param.requires_grad:
+                param.add_(torch.randn_like(param) * 0.05)
+    peft.save_pretrained(out)
+    shutil.copy(base / "config.json", out / "config.json")  # the search-r3 settings
+    return out
+
+
+@pytest.fixture(scope="session")
+def random_adapter() -> Callable[..., Path]:
+    """:func:`make_random_adapter`, for tests in any folder."""
+    return make_random_adapter
+
+
 def make_talkative(model_dir: Path, out: Path, word: str = "ĠParis") -> Path:
     """A copy of a tiny model whose reasoning starts with ``word``.
 

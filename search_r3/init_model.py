@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from search_r3.saving import save_model_folder
 from search_r3.settings import SearchR3Settings
 
 logger = logging.getLogger(__name__)
@@ -73,14 +74,6 @@ def init_model(
     token_id = add_embed_token(model, tokenizer, settings.embed_token)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    settings.write_to_model_config(model.config)
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(output, safe_serialization=True)
-    tokenizer.save_pretrained(output)
-    # Lets SentenceTransformer(output, trust_remote_code=True) load the folder as it is.
-    from search_r3.st_module import write_sentence_transformers_files
-
-    write_sentence_transformers_files(output)
+    output = save_model_folder(model, tokenizer, settings, output)
     logger.info("Wrote search-r3 model to %s (embed token id %d).", output, token_id)
     return output

@@ -18,7 +18,9 @@ from search_r3.decoding import SamplingOptions, reason_and_embed
 from search_r3.devices import default_batch_tokens, default_device, resolve_dtype
 from search_r3.errors import ModelLoadError
 from search_r3.pooling import backbone_of, embed_forward, pad_batch
+from search_r3.pretrained import resolve_model_source
 from search_r3.prompts import PromptBuilder
+from search_r3.saving import save_model_folder
 from search_r3.settings import SearchR3Settings
 
 logger = logging.getLogger(__name__)
@@ -124,7 +126,8 @@ class ReasoningEmbeddings:
         Weights are read from safetensors only; no code from the model repository runs.
 
         Args:
-            model_name_or_path: Local folder or Hub id (e.g. ``ytgui/Search-R3.0-Small``).
+            model_name_or_path: Local folder, Hub id (e.g. ``ytgui/Search-R3.0-Small``), or the
+                short name of a model shipped with search-r3 (``search-r3-smollm2-135m``).
             device: ``"cpu"``, ``"cuda"``, ``"mps"``...; default: the best this machine has.
             dtype: ``"float32"``, ``"bfloat16"``, ``"float16"`` or a torch dtype; default:
                 bfloat16 on GPUs that support it, float32 otherwise.
@@ -136,7 +139,7 @@ class ReasoningEmbeddings:
         device = device or default_device()
         torch_dtype = resolve_dtype(dtype, device)
         hub = {"revision": revision, "token": token, "local_files_only": local_files_only}
-        source = str(model_name_or_path)
+        source = resolve_model_source(str(model_name_or_path))
         _check_local_source(source)
         adapter_base = _adapter_base(source)
         # An adapter folder normally carries the tokenizer (with the embed token); else use the base's.
@@ -161,6 +164,10 @@ class ReasoningEmbeddings:
             ) from exc
         model.to(device)
         return cls(model, tokenizer, **kwargs)
+
+    def save_pretrained(self, output: str | os.PathLike[str]) -> Path:
+        """Save as a search-r3 folder (safetensors, tokenizer, settings, sentence-transformers files)."""
+        return save_model_folder(self.model, self.tokenizer, self.settings, output)
 
     # -- properties -------------------------------------------------------------------------
     @property

@@ -42,6 +42,7 @@ from sentence_transformers.base.modules import InputModule
 
 from search_r3.decoding import SamplingOptions
 from search_r3.model import QueryEncodings, ReasoningEmbeddings
+from search_r3.pretrained import resolve_model_source
 
 logger = logging.getLogger(__name__)
 
@@ -215,6 +216,7 @@ class SearchR3Module(InputModule):
         ``model_kwargs`` may hold ``dtype`` (or ``torch_dtype``) and ``max_length``. Loading
         happens on the CPU; ``SentenceTransformer`` then moves the model to its device.
         """
+        model_name_or_path = resolve_model_source(model_name_or_path)  # shipped short names
         config = cls.load_config(
             model_name_or_path,
             subfolder=subfolder,

@@ -19,12 +19,15 @@ Train search-r3 reasoning embedding models.
 
 commands:
   sft              stage 1: contrastive supervised fine-tuning (LM + KL + InfoNCE + triplet)
+  build-data       reasoning-annotated training data from a collection (offline)
   mine-negatives   add hard negatives (BM25 or the current model) to training data
+  pack-adapter     combine the LoRA adapters of both stages into one adapter to ship
   rl               stage 2: reinforcement learning (GRPO) with a retrieval reward
 
 examples:
   search-r3-train sft --config configs/sft_smollm2_cpu.yaml --output_dir runs/sft
   search-r3-train sft --config my.yaml --learning_rate 5e-5 --max_steps 200
+  search-r3-train build-data ../shared/data/cranfield -o runs/data/train.jsonl --title_queries
   search-r3-train mine-negatives --collection ../shared/data/cranfield --split train -o train.jsonl
   accelerate launch --config_file configs/accelerate/zero2.yaml -m search_r3_train sft --config my.yaml
   torchrun --nproc_per_node 2 -m search_r3_train sft --config my.yaml --use_cpu true
@@ -44,7 +47,9 @@ def _load(module: str) -> Callable[[list[str]], int]:
 
 COMMANDS = {
     "sft": "search_r3_train.sft",
+    "build-data": "search_r3_train.build_data",
     "mine-negatives": "search_r3_train.mine_negatives",
+    "pack-adapter": "search_r3_train.pack_adapter",
     "rl": "search_r3_train.rl.cli",
 }
 

@@ -41,11 +41,13 @@ def merge_adapter_folder(adapter_dir: str | Path, output_dir: str | Path, dtype:
     from search_r3 import ReasoningEmbeddings
 
     merged = ReasoningEmbeddings.from_pretrained(adapter_dir, device="cpu", dtype=dtype)
-    merged.settings.write_to_model_config(merged.model.config)
-    merged.model.save_pretrained(output_dir, safe_serialization=True)
-    merged.tokenizer.save_pretrained(output_dir)
-    write_sentence_transformers_files(output_dir)
-    return Path(output_dir)
+    return merged.save_pretrained(output_dir)
+
+
+def training_args_as_json(folder: str | Path, args: Any) -> None:
+    """The run's settings as JSON instead of the pickled ``training_args.bin`` (loading never unpickles)."""
+    (Path(folder) / "training_args.bin").unlink(missing_ok=True)
+    (Path(folder) / "training_args.json").write_text(args.to_json_string())
 
 
 def save_trained_model(trainer: Any, use_lora: bool, merge_lora: bool, dtype: str = "float32") -> Path:
@@ -61,9 +63,7 @@ def save_trained_model(trainer: Any, use_lora: bool, merge_lora: bool, dtype: st
     trainer.accelerator.wait_for_everyone()
     if not trainer.accelerator.is_main_process:
         return output_dir
-    # the run's settings as JSON instead of the pickled training_args.bin (loading never unpickles)
-    (target / "training_args.bin").unlink(missing_ok=True)
-    (target / "training_args.json").write_text(trainer.args.to_json_string())
+    training_args_as_json(target, trainer.args)
     model = trainer.accelerator.unwrap_model(trainer.model)
     if use_lora:
         finish_adapter_folder(model, loaded.settings, target)

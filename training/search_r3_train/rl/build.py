@@ -15,6 +15,7 @@ from search_r3.errors import MissingEmbedTokenError
 from search_r3.prompts import PromptBuilder, embed_token_id
 from search_r3.settings import SearchR3Settings
 from search_r3_train.arguments import ConfigError, DataArguments, ModelArguments
+from search_r3_train.export import training_args_as_json
 from search_r3_train.rl.arguments import EnvironmentArguments, RewardArguments, RLDataArguments
 from search_r3_train.rl.data import RLData, load_rl_data
 from search_r3_train.rl.environment import make_environment
@@ -236,6 +237,7 @@ def save_final(setup: RLSetup, model_args: ModelArguments, output_dir: str | Pat
         return output
     trainer.save_model(str(output))
     if trainer.accelerator.is_main_process:
+        training_args_as_json(output, trainer.args)
         if hasattr(model, "get_base_model"):  # adapter folder: keep the settings next to it
             model.get_base_model().config.save_pretrained(output)
         setup.prompts.tokenizer.save_pretrained(output)
