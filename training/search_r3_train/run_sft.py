@@ -13,11 +13,12 @@ from search_r3_train.callbacks import RunSummary, SummaryCallback
 
 logger = logging.getLogger(__name__)
 
-_TRUE = {"true", "1", "yes", "last"}
+_TRUE = {"true", "1", "yes", "last", "auto"}
 
 
-def resolve_resume(value: Any, output_dir: str) -> str | bool | None:
-    """``resume_from_checkpoint``: a path, or true/last for the newest checkpoint in output_dir."""
+def resolve_resume(value: Any, output_dir: str) -> str | None:
+    """``resume_from_checkpoint`` of either stage: a path, or true/last for the newest checkpoint in
+    output_dir (None, with a warning, when there is none yet); false/None -> None."""
     if value is None or value is False or str(value).lower() in {"", "false", "0", "no", "none"}:
         return None
     if value is True or str(value).lower() in _TRUE:

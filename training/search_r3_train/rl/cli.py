@@ -7,10 +7,10 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from search_r3_train.arguments import DataArguments, ModelArguments
 from search_r3_train.rl.arguments import EnvironmentArguments, RewardArguments, RLDataArguments
+from search_r3_train.run_sft import resolve_resume
 
 logger = logging.getLogger(__name__)
 
@@ -51,30 +51,12 @@ def parse_args(argv: Sequence[str]) -> tuple:
     return tuple(build_parser().parse_args_and_config(list(argv)))
 
 
-def resolve_checkpoint(value: str | None, output_dir: str) -> str | None:
-    """``true``/``last`` -> the newest checkpoint in ``output_dir``; a path is kept; false -> None."""
-    if value is None or str(value).lower() in ("", "false", "no", "none"):
-        return None
-    if str(value).lower() in ("true", "yes", "last", "auto"):
-        from transformers.trainer_utils import get_last_checkpoint
-
-        found = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
-        if found is None:
-            logger.warning("No checkpoint in %s to resume from; starting fresh.", output_dir)
-        return found
-    if not Path(value).is_dir():
-        from search_r3_train.arguments import ConfigError
-
-        raise ConfigError(f"resume_from_checkpoint={value!r} is not a checkpoint folder.")
-    return str(value)
-
-
 def run(args: tuple) -> dict:
     """Train and save; returns the run summary (also written to ``output_dir/rl_summary.json``)."""
     from search_r3_train.rl.build import build_rl, save_final
 
     model_args, *_, training_args = args
-    checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+    checkpoint = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
     setup = build_rl(*args)
     result = setup.trainer.train(resume_from_checkpoint=checkpoint)
     output = save_final(setup, model_args, training_args.output_dir)
