@@ -6,6 +6,10 @@ never re-run. A row that runs out of budget, or ends its turn without the token,
 closing text and the token are fed for it over the same cache instead of sampled tokens. When only
 forced rows are left, their remaining closing ids go in one final step.
 
+The closing text ("The embedding is ") commits a row to the embed token: a row that writes it is
+given the token as its next input, as if it had picked it. Small models learn the closing text
+long before the new token's output row wins the argmax; such rows are not counted as forced.
+
 Rows that are done leave the batch and the cache at once, so a batch costs what its live rows
 cost: a long reasoning does not make the finished rows pay for every further step. The prompt
 head all rows share (chat template and system instruction) is computed once per batch.
@@ -68,6 +72,18 @@ class DecodedBatch:
     embeddings: torch.Tensor  # (n, dim) float32
     generated_ids: list[list[int]]  # reasoning ids as generated, the embed token included if emitted
     forced: list[bool]
+
+
+def closing_end(ids: Sequence[int], closing: Sequence[int]) -> int | None:
+    """Index just past the first occurrence of the closing text ``closing`` in ``ids``, or None."""
+    width = len(closing)
+    if width == 0:
+        return None
+    closing = list(closing)
+    for end in range(width, len(ids) + 1):
+        if list(ids[end - width : end]) == closing:
+            return end
+    return None
 
 
 def _pick(logits: torch.Tensor, options: SamplingOptions, generator: torch.Generator | None) -> torch.Tensor:
@@ -178,6 +194,7 @@ def reason_and_embed(
     max_new_tokens: int,
     sampling: SamplingOptions | None = None,
     normalize: bool = True,
+    closing_ids: Sequence[int] = (),
 ) -> DecodedBatch:
     """Generate reasoning for each prompt and return the embedding at the embed token.
 
@@ -193,6 +210,8 @@ def reason_and_embed(
         max_new_tokens: Most tokens generated per row, the embed token included.
         sampling: Greedy decoding when ``None``.
         normalize: L2-normalise the embeddings.
+        closing_ids: Ids of the closing text (without the embed token); a row that generates
+            them gets the embed token next. Empty: rows end only by emitting the token.
     """
     forced_ids = [int(i) for i in forced_ids]
     if not forced_ids or forced_ids[-1] != embed_id or forced_ids.count(embed_id) != 1:
@@ -203,6 +222,7 @@ def reason_and_embed(
     device = next(causal_lm.parameters()).device
     generator = sampling.generator(device)
     stop = {int(i) for i in stop_ids} - {embed_id}
+    closing = [int(i) for i in closing_ids]
     n = len(prompts)
     dim = int(causal_lm.config.get_text_config().hidden_size)
     embeddings = torch.zeros(n, dim, dtype=torch.float32, device=device)
@@ -245,6 +265,8 @@ def reason_and_embed(
                 token = scripts[r].pop(0)
             else:
                 generated[r].append(token)
+                if closing and generated[r][-len(closing) :] == closing:
+                    scripts[r] = [embed_id]  # the row wrote the closing text: the token comes next
             feed.append(token)
         hidden = batch.step(
             torch.tensor(feed, device=device).unsqueeze(1),

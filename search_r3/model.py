@@ -146,13 +146,16 @@ class ReasoningEmbeddings:
         tokenizer_source = source if not adapter_base or _has_tokenizer(source) else adapter_base
         try:
             tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, trust_remote_code=False, **hub)
-            model = AutoModelForCausalLM.from_pretrained(
-                adapter_base or source,
-                dtype=torch_dtype,
-                use_safetensors=True,
-                trust_remote_code=False,
-                **hub,
-            )
+            if adapter_base and _adapter_base(adapter_base):  # an adapter trained on an adapter: merge both
+                model = cls.from_pretrained(adapter_base, device="cpu", dtype=torch_dtype, **hub).model
+            else:
+                model = AutoModelForCausalLM.from_pretrained(
+                    adapter_base or source,
+                    dtype=torch_dtype,
+                    use_safetensors=True,
+                    trust_remote_code=False,
+                    **hub,
+                )
             if adapter_base:
                 model = _apply_adapter(model, source, len(tokenizer), hub)
         except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as exc:
@@ -235,6 +238,7 @@ class ReasoningEmbeddings:
             else max_reasoning_tokens,
             sampling=sampling,
             normalize=self.settings.normalize,
+            closing_ids=self.prompts.closing_ids[:-1],
         )
         texts = [
             self.prompts.strip_closing(self.tokenizer.decode(ids, skip_special_tokens=True))

@@ -256,3 +256,34 @@ def test_the_shared_template_head_is_computed_once(setup):
     for row, prompt in enumerate(prompts):  # and the vectors are still those of a plain forward
         want = _reference(model, builder, prompt, out.generated_ids[row], out.forced[row])
         assert torch.allclose(out.embeddings[row], want, atol=1e-5)
+
+
+def test_a_row_that_writes_the_closing_text_gets_the_token_next(setup):
+    """The closing text commits a row: the token is fed after it, the row is not forced."""
+    model, _, builder = setup
+    prompts = [builder.reasoning_prompt_ids(q) for q in QUERIES]
+    free = _decode(model, builder, prompts, budget=12)
+    # take each row's own third greedy token as a one-token "closing text": rows end right after it
+    # (or at its first earlier occurrence) instead of running to the budget
+    closing = [free.generated_ids[0][2]]
+    out = reason_and_embed(
+        model,
+        prompts,
+        embed_id=builder.embed_id,
+        stop_ids=[builder.embed_id, builder.tokenizer.eos_token_id],
+        pad_id=builder.tokenizer.pad_token_id,
+        forced_ids=builder.forced_ids,
+        max_new_tokens=12,
+        closing_ids=closing,
+    )
+    assert out.generated_ids[0] == free.generated_ids[0][: free.generated_ids[0].index(closing[0]) + 1]
+    assert not out.forced[0] and free.forced[0]
+    for row, prompt in enumerate(prompts):
+        ids = out.generated_ids[row]
+        if closing[0] in free.generated_ids[row]:
+            assert ids[-1] == closing[0] and not out.forced[row]
+            expected = _reference(model, builder, prompt, [*ids, builder.embed_id], forced=False)
+        else:  # never wrote it: forced as before
+            assert out.forced[row] and ids == free.generated_ids[row]
+            expected = _reference(model, builder, prompt, ids, forced=True)
+        assert torch.nn.functional.cosine_similarity(out.embeddings[row], expected, dim=0) > 0.99999

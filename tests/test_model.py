@@ -386,6 +386,19 @@ def test_adapter_without_tokenizer_uses_the_base_tokenizer(adapter, tmp_path):
     assert cosines(loaded.encode_documents(DOCS[:2]), merged.encode_documents(DOCS[:2])).min() >= 0.99999
 
 
+def test_adapter_trained_on_an_adapter_loads_with_both_merged(adapter, random_adapter, tmp_path):
+    folder, merged = adapter
+    merged.save_pretrained(tmp_path / "merged")
+    second = random_adapter(tmp_path / "merged", tmp_path / "second", seed=5, r=2, tokens=False)
+    want = ReasoningEmbeddings.from_pretrained(second, device="cpu").encode_documents(DOCS[:3])
+    config = json.loads((second / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = str(folder)  # as stage 2 records it: the stage-1 adapter
+    (second / "adapter_config.json").write_text(json.dumps(config))
+    got = ReasoningEmbeddings.from_pretrained(second, device="cpu").encode_documents(DOCS[:3])
+    assert cosines(got, want).min() >= 0.99999
+    assert cosines(got, merged.encode_documents(DOCS[:3])).min() < 0.999  # the second one counts
+
+
 def test_adapter_settings_override_the_base(adapter, tmp_path):
     folder, _ = adapter
     custom = tmp_path / "custom"

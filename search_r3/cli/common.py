@@ -58,8 +58,11 @@ def resolve_model(args: argparse.Namespace, recorded: str | None = None) -> str:
     for candidate in (args.model, os.environ.get(MODEL_ENV), recorded):
         if candidate:
             return str(candidate)
-    demo = demo_model_path(build=False)
-    if (demo / "config.json").is_file():
+    try:
+        demo = demo_model_path(build=False)
+    except ModelLoadError:  # the shipped adapter is missing: no demo model to fall back on
+        demo = None
+    if demo is not None and (demo / "config.json").is_file():
         return str(demo)
     raise ModelLoadError(
         "No model given. Pass --model PATH_OR_HUB_ID or set $SEARCH_R3_MODEL to a search-r3 model; "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -71,6 +72,22 @@ def freeze_below_top_layers(model: Any, count: int) -> None:
         norm.requires_grad_(True)
 
 
+def load_merged_adapter(path: str, dtype: str, attn_implementation: str | None = None) -> tuple[Any, Any]:
+    """A LoRA adapter folder merged onto its base (the core loader does it), and its tokenizer.
+
+    The model records ``path`` as where it came from, so an adapter trained on top of it names
+    the adapter folder as its base and loads with both merged.
+    """
+    from search_r3 import ReasoningEmbeddings
+
+    loaded = ReasoningEmbeddings.from_pretrained(path, device="cpu", dtype=dtype)
+    model = loaded.model
+    model.config._name_or_path = model.name_or_path = str(Path(path).resolve())  # peft reads both
+    if attn_implementation:
+        model.config._attn_implementation = attn_implementation
+    return model, loaded.tokenizer
+
+
 def load_for_training(args: ModelArguments, kl_reference: bool) -> LoadedModel:
     """Load ``args.model_name_or_path`` for training.
 
@@ -86,11 +103,14 @@ def load_for_training(args: ModelArguments, kl_reference: bool) -> LoadedModel:
         raise ConfigError("Set model_name_or_path (a search-r3 model folder made by `search-r3 init`).")
     path = args.model_name_or_path
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-    extra = {"attn_implementation": args.attn_implementation} if args.attn_implementation else {}
-    model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=resolve_dtype(args.model_dtype, device), trust_remote_code=False, **extra
-    )
+    if (Path(path) / "adapter_config.json").is_file():
+        model, tokenizer = load_merged_adapter(path, args.model_dtype, args.attn_implementation)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+        extra = {"attn_implementation": args.attn_implementation} if args.attn_implementation else {}
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=resolve_dtype(args.model_dtype, device), trust_remote_code=False, **extra
+        )
     stored = getattr(model.config, CONFIG_KEY, None)
     settings = SearchR3Settings.from_dict(stored)
     token_added = settings.embed_token not in tokenizer.get_vocab()

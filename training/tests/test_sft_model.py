@@ -157,3 +157,31 @@ def test_train_top_layers_freezes_everything_below(tiny_llama_dir: Path):
     assert any(n.startswith("model.layers.1.") for n in trainable)
     with pytest.raises(ValueError, match="between 1 and 2"):
         load_for_training(ModelArguments(model_name_or_path=str(tiny_llama_dir), train_top_layers=5), False)
+
+
+def test_training_from_an_adapter_folder_starts_from_the_merged_model(
+    tiny_llama_dir: Path, random_adapter, tmp_path: Path
+):
+    from search_r3 import ReasoningEmbeddings
+    from search_r3.pooling import backbone_of, embed_forward, pad_batch
+
+    first = random_adapter(tiny_llama_dir, tmp_path / "stage1", seed=4, r=2, tokens=True)
+    loaded = load_for_training(
+        ModelArguments(model_name_or_path=str(first), use_lora=True, lora_r=2), kl_reference=False
+    )
+    # the new adapter's recorded base is the stage-1 adapter (so it loads with both merged) ...
+    assert loaded.model.peft_config["default"].base_model_name_or_path == str(first.resolve())
+    # ... and training starts from stage 1's weights: a fresh LoRA (B = 0) changes nothing yet
+    merged = ReasoningEmbeddings.from_pretrained(first, device="cpu")
+    ids, mask = pad_batch([merged.prompts.document_ids("a wing in a slipstream")], pad_id=0)
+    with torch.no_grad():
+        got = embed_forward(backbone_of(loaded.model), ids, mask, loaded.embed_id)
+        want = embed_forward(backbone_of(merged.model), ids, mask, merged.embed_id)
+        base = embed_forward(
+            backbone_of(ReasoningEmbeddings.from_pretrained(tiny_llama_dir, device="cpu").model),
+            ids,
+            mask,
+            merged.embed_id,
+        )
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(got, base, atol=1e-3)

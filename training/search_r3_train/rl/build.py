@@ -87,6 +87,8 @@ def load_start_model(model_args: ModelArguments, output_dir: str | Path, need_sa
     model.train()
     if model_args.attn_implementation:
         model.config._attn_implementation = model_args.attn_implementation
+    if (Path(path) / "adapter_config.json").is_file():  # an adapter trained here names this as its base
+        model.config._name_or_path = model.name_or_path = str(Path(path).resolve())  # peft reads both
     if (Path(path) / "adapter_config.json").is_file() and need_saved_reference:
         reference = Path(output_dir) / "reference-model"
         model.save_pretrained(reference, safe_serialization=True)

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from search_r3.decoding import closing_end
 from search_r3.prompts import PromptBuilder
 from search_r3_train.rl.data import RLData
 from search_r3_train.rl.environment import RetrievalEnvironment
@@ -94,6 +95,7 @@ class RetrievalRewardFunction:
         self.encoder = encoder
         self.prompts = prompts
         self.embed_id = prompts.embed_id
+        self.closing = prompts.closing_ids[:-1]  # the closing text's ids, without the token
         self.missing_token_mode = missing_token_mode
         self.missing_token_penalty = float(missing_token_penalty)
         self.contrastive_negatives = contrastive_negatives
@@ -112,15 +114,26 @@ class RetrievalRewardFunction:
     def rollout_sequence(self, query: str, completion: Sequence[int]) -> list[int]:
         """Ids whose embed-token state is the rollout's embedding.
 
-        A rollout without the token is closed as inference closes a forced row: an end-of-turn
-        token is dropped, the closing text and the token are appended.
+        As in inference, a rollout that wrote the closing text ends there with the token; one
+        without either is closed as a forced row: an end-of-turn token is dropped, the closing
+        text and the token are appended.
         """
         completion = list(completion)
         if completion and completion[-1] == self.embed_id:
             return self.prompt_ids(query) + completion
+        end = closing_end(completion, self.closing)
+        if end is not None:
+            return self.prompt_ids(query) + completion[:end] + [self.embed_id]
         if completion and completion[-1] in self._end_ids():
             completion = completion[:-1]
         return self.prompt_ids(query) + completion + list(self.prompts.forced_ids)
+
+    def ends_turn(self, completion: Sequence[int]) -> bool:
+        """True when the rollout emitted the embed token or wrote the closing text (inference's rule)."""
+        completion = list(completion)
+        return (bool(completion) and completion[-1] == self.embed_id) or closing_end(
+            completion, self.closing
+        ) is not None
 
     def _end_ids(self) -> set[int]:
         tokenizer = self.prompts.tokenizer
@@ -139,7 +152,7 @@ class RetrievalRewardFunction:
         n = len(completion_ids)
         if not (len(prompts) == len(query_id) == n):
             raise ValueError("prompts, completion_ids and query_id must have one entry per rollout.")
-        emitted = [bool(ids) and ids[-1] == self.embed_id for ids in completion_ids]
+        emitted = [self.ends_turn(ids) for ids in completion_ids]
         scored = [e or self.missing_token_mode == "forced" for e in emitted]
         rows = [i for i in range(n) if scored[i]]
         # Every rollout is embedded, scored or not, so each rank runs the same number of forward
