@@ -86,6 +86,18 @@ def closing_end(ids: Sequence[int], closing: Sequence[int]) -> int | None:
     return None
 
 
+def banned_next_tokens(generated: Sequence[int], size: int) -> list[int]:
+    """Tokens that would repeat an n-gram of ``size`` already in ``generated`` (empty when off)."""
+    if size <= 0 or len(generated) < size:
+        return []
+    prefix = list(generated[len(generated) - size + 1 :]) if size > 1 else []
+    return [
+        generated[i + size - 1]
+        for i in range(len(generated) - size + 1)
+        if list(generated[i : i + size - 1]) == prefix
+    ]
+
+
 def _pick(logits: torch.Tensor, options: SamplingOptions, generator: torch.Generator | None) -> torch.Tensor:
     if not options.do_sample:
         return logits.argmax(dim=-1)
@@ -195,6 +207,7 @@ def reason_and_embed(
     sampling: SamplingOptions | None = None,
     normalize: bool = True,
     closing_ids: Sequence[int] = (),
+    no_repeat_ngram_size: int = 0,
 ) -> DecodedBatch:
     """Generate reasoning for each prompt and return the embedding at the embed token.
 
@@ -212,6 +225,8 @@ def reason_and_embed(
         normalize: L2-normalise the embeddings.
         closing_ids: Ids of the closing text (without the embed token); a row that generates
             them gets the embed token next. Empty: rows end only by emitting the token.
+        no_repeat_ngram_size: A row never repeats an n-gram of this many of its generated
+            tokens (prompt excluded); 0: off.
     """
     forced_ids = [int(i) for i in forced_ids]
     if not forced_ids or forced_ids[-1] != embed_id or forced_ids.count(embed_id) != 1:
@@ -252,7 +267,13 @@ def reason_and_embed(
             if r not in scripts and len(generated[r]) >= max_new_tokens:
                 forced[r], scripts[r] = True, list(forced_ids)
         picking = [j for j, r in enumerate(batch.rows) if r not in scripts]
-        picked = _pick(head(last_hidden[picking]), sampling, generator).tolist() if picking else []
+        logits = head(last_hidden[picking]) if picking else None
+        if logits is not None and no_repeat_ngram_size > 0:
+            for row, j in enumerate(picking):
+                banned = banned_next_tokens(generated[batch.rows[j]], no_repeat_ngram_size)
+                if banned:
+                    logits[row, banned] = float("-inf")
+        picked = _pick(logits, sampling, generator).tolist() if picking else []
         choice = dict(zip(picking, picked, strict=True))
 
         feed: list[int] = []

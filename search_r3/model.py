@@ -239,6 +239,7 @@ class ReasoningEmbeddings:
             sampling=sampling,
             normalize=self.settings.normalize,
             closing_ids=self.prompts.closing_ids[:-1],
+            no_repeat_ngram_size=self.settings.no_repeat_ngram_size,
         )
         texts = [
             self.prompts.strip_closing(self.tokenizer.decode(ids, skip_special_tokens=True))

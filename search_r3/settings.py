@@ -41,6 +41,9 @@ class SearchR3Settings:
             reasoning row runs out of budget.
         max_length: Most tokens one user text may take; longer texts are truncated with a warning.
         max_reasoning_tokens: Default budget of generated reasoning tokens.
+        no_repeat_ngram_size: Reasoning never repeats an n-gram of this many of its own tokens
+            (the prompt is not counted, so query words can be copied); stops the loops small
+            models fall into under greedy decoding. 0: off.
         normalize: Whether embeddings are L2-normalised (compare by cosine / dot product).
     """
 
@@ -52,6 +55,7 @@ class SearchR3Settings:
     forced_separator: str = "\n"
     max_length: int = 512
     max_reasoning_tokens: int = 128
+    no_repeat_ngram_size: int = 0
     normalize: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 

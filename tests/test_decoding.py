@@ -287,3 +287,38 @@ def test_a_row_that_writes_the_closing_text_gets_the_token_next(setup):
             assert out.forced[row] and ids == free.generated_ids[row]
             expected = _reference(model, builder, prompt, ids, forced=True)
         assert torch.nn.functional.cosine_similarity(out.embeddings[row], expected, dim=0) > 0.99999
+
+
+def test_banned_next_tokens_finds_every_continuation_of_the_last_tokens():
+    from search_r3.decoding import banned_next_tokens
+
+    assert banned_next_tokens([5, 6, 7, 5, 6], 3) == [7]
+    assert banned_next_tokens([5, 6, 5, 7, 5], 2) == [6, 7]
+    assert banned_next_tokens([5, 6], 3) == [] and banned_next_tokens([5, 6, 5], 0) == []
+
+
+def test_no_repeat_ngram_keeps_reasoning_free_of_repeats(setup):
+    model, _, builder = setup
+    prompts = [builder.reasoning_prompt_ids(q) for q in QUERIES]
+    plain = _decode(model, builder, prompts, budget=24)
+
+    def repeats(ids, n=2):
+        grams = [tuple(ids[i : i + n]) for i in range(len(ids) - n + 1)]
+        return len(grams) - len(set(grams))
+
+    assert any(repeats(ids) for ids in plain.generated_ids)  # the plain model does loop
+    out = reason_and_embed(
+        model,
+        prompts,
+        embed_id=builder.embed_id,
+        stop_ids=[builder.embed_id, builder.tokenizer.eos_token_id],
+        pad_id=builder.tokenizer.pad_token_id,
+        forced_ids=builder.forced_ids,
+        max_new_tokens=24,
+        no_repeat_ngram_size=2,
+    )
+    for row, prompt in enumerate(prompts):
+        ids = out.generated_ids[row]
+        assert repeats(ids) == 0
+        expected = _reference(model, builder, prompt, ids, forced=out.forced[row])
+        assert torch.nn.functional.cosine_similarity(out.embeddings[row], expected, dim=0) > 0.99999

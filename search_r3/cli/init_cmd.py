@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 EXAMPLES = """examples:
-  search-r3 init smollm2-135m-instruct ./smol-r3
+  search-r3 init smollm2-135m-instruct ./smol-r3 --no-repeat-ngram-size 3
   search-r3 init Qwen/Qwen2.5-1.5B-Instruct ./qwen-r3 --max-length 1024
   search-r3 init ./my-local-llm ./my-r3 --chat-template template.jinja
 
@@ -26,6 +26,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("base", help="base model: folder, Hub id or offline model name")
     parser.add_argument("output", type=Path, help="folder to write the search-r3 model to")
     parser.add_argument("--max-length", type=int, default=None, help="token limit of one text (default 512)")
+    parser.add_argument(
+        "--no-repeat-ngram-size",
+        type=int,
+        default=0,
+        help="reasoning never repeats an n-gram of this many of its own tokens (default 0: off; "
+        "3 stops small models' loops)",
+    )
     parser.add_argument("--chat-template", type=Path, default=None, help="Jinja file for a base without one")
     parser.add_argument("--dtype", default="float32", help="dtype to save in (float32, bfloat16, float16)")
     parser.set_defaults(func=run)
@@ -44,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
     settings = SearchR3Settings()
     if args.max_length:
         settings.max_length = args.max_length
+    if args.no_repeat_ngram_size < 0:
+        raise SystemExit("error: --no-repeat-ngram-size must be >= 0")
+    settings.no_repeat_ngram_size = args.no_repeat_ngram_size
     template = args.chat_template.read_text() if args.chat_template else None
     out = init_model(
         resolve_base(args.base), args.output, settings=settings, dtype=args.dtype, chat_template=template

@@ -29,7 +29,8 @@ if [[ ! -f "$DATA/cran.all.1400" ]]; then
 fi
 
 stage "untrained start: search-r3 init smollm2-135m-instruct"
-[[ -f "$RUN/untrained/config.json" ]] || "$BIN/search-r3" init smollm2-135m-instruct "$RUN/untrained"
+[[ -f "$RUN/untrained/config.json" ]] || "$BIN/search-r3" init smollm2-135m-instruct "$RUN/untrained" \
+  --no-repeat-ngram-size 3
 
 stage "training data: build-data (train queries + title pseudo-queries)"
 [[ -f "$RUN/train.jsonl" ]] || "$BIN/search-r3-train" build-data "$DATA" -o "$RUN/train.jsonl" --title_queries
