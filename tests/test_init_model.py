@@ -111,3 +111,14 @@ def test_add_embed_token_unties_nothing(base):
     assert token_id == len(tokenizer) - 1
     assert model.get_output_embeddings().weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
     assert add_embed_token(model, tokenizer, EMBED_TOKEN) == token_id  # idempotent
+
+
+def test_cli_init_stores_the_no_repeat_setting(base, tmp_path):
+    from search_r3.cli.main import main
+
+    assert main(["init", str(base), str(tmp_path / "r3"), "--no-repeat-ngram-size", "3"]) == 0
+    assert (
+        ReasoningEmbeddings.from_pretrained(tmp_path / "r3", device="cpu").settings.no_repeat_ngram_size == 3
+    )
+    with pytest.raises(SystemExit):
+        main(["init", str(base), str(tmp_path / "bad"), "--no-repeat-ngram-size", "-1"])
