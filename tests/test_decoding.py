@@ -43,7 +43,7 @@ def setup(tiny_model_dir):
     return model, tokenizer, builder
 
 
-def _decode(model, builder, prompts, budget, sampling=None):
+def _decode(model, builder, prompts, budget, sampling=None, **options):
     return reason_and_embed(
         model,
         prompts,
@@ -53,6 +53,7 @@ def _decode(model, builder, prompts, budget, sampling=None):
         forced_ids=builder.forced_ids,
         max_new_tokens=budget,
         sampling=sampling,
+        **options,
     )
 
 
@@ -266,16 +267,7 @@ def test_a_row_that_writes_the_closing_text_gets_the_token_next(setup):
     # take each row's own third greedy token as a one-token "closing text": rows end right after it
     # (or at its first earlier occurrence) instead of running to the budget
     closing = [free.generated_ids[0][2]]
-    out = reason_and_embed(
-        model,
-        prompts,
-        embed_id=builder.embed_id,
-        stop_ids=[builder.embed_id, builder.tokenizer.eos_token_id],
-        pad_id=builder.tokenizer.pad_token_id,
-        forced_ids=builder.forced_ids,
-        max_new_tokens=12,
-        closing_ids=closing,
-    )
+    out = _decode(model, builder, prompts, budget=12, closing_ids=closing)
     assert out.generated_ids[0] == free.generated_ids[0][: free.generated_ids[0].index(closing[0]) + 1]
     assert not out.forced[0] and free.forced[0]
     for row, prompt in enumerate(prompts):
@@ -307,16 +299,7 @@ def test_no_repeat_ngram_keeps_reasoning_free_of_repeats(setup):
         return len(grams) - len(set(grams))
 
     assert any(repeats(ids) for ids in plain.generated_ids)  # the plain model does loop
-    out = reason_and_embed(
-        model,
-        prompts,
-        embed_id=builder.embed_id,
-        stop_ids=[builder.embed_id, builder.tokenizer.eos_token_id],
-        pad_id=builder.tokenizer.pad_token_id,
-        forced_ids=builder.forced_ids,
-        max_new_tokens=24,
-        no_repeat_ngram_size=2,
-    )
+    out = _decode(model, builder, prompts, budget=24, no_repeat_ngram_size=2)
     for row, prompt in enumerate(prompts):
         ids = out.generated_ids[row]
         assert repeats(ids) == 0

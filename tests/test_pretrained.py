@@ -97,18 +97,19 @@ def test_shipped_adapter_is_small_and_names_a_registered_offline_base():
 # -- the real shipped model (off by default: `make test-slow`) -----------------------------------
 @pytest.mark.slow
 def test_shipped_model_reasons_stops_at_the_token_and_ranks_the_demo_corpus():
-    from search_r3.demo import demo_documents
+    from search_r3.demo import demo_documents, demo_queries
 
     emb = ReasoningEmbeddings.from_pretrained("search-r3-smollm2-135m", device="cpu")
     docs = demo_documents()
     doc_vectors = emb.encode_documents([d.full_text for d in docs])
-    queries = {
-        "Why does the sky turn orange in the evening?": "sunset-colours",
-        "Why are the bottom leaves of my tomato plants going yellow?": "tomato-yellow-leaves",
-    }
-    result = emb.encode_queries(list(queries), reasoning=True, max_reasoning_tokens=48)
-    assert not any(result.forced)  # the trained model emits the token by itself
-    assert all(text.startswith("Key concepts:") for text in result.reasoning)
-    for row, expected in enumerate(queries.values()):
-        top3 = [docs[i].id for i in np.argsort(-(doc_vectors @ result.embeddings[row]))[:3]]
-        assert expected in top3, (expected, top3)
+    answers = ["tomato-yellow-leaves", "bread-staling", "python-lists-sets", "sunset-colours"]
+    queries = demo_queries()
+    assert len(queries) == len(answers)
+    result = emb.encode_queries(queries, reasoning=True, max_reasoning_tokens=48)
+    assert sum(result.forced) <= 1  # the trained model ends its reasoning by itself
+    assert sum(text.startswith("Key concepts:") for text in result.reasoning) >= 3
+    for reasoning in (True, False):
+        vectors = result.embeddings if reasoning else emb.encode_queries(queries, reasoning=False).embeddings
+        top3 = [[docs[i].id for i in np.argsort(-(doc_vectors @ v))[:3]] for v in vectors]
+        hits = sum(answer in top for answer, top in zip(answers, top3, strict=True))
+        assert hits >= 3, (reasoning, top3)
