@@ -267,14 +267,14 @@ def reason_and_embed(
             if r not in scripts and len(generated[r]) >= max_new_tokens:
                 forced[r], scripts[r] = True, list(forced_ids)
         picking = [j for j, r in enumerate(batch.rows) if r not in scripts]
-        logits = head(last_hidden[picking]) if picking else None
-        if logits is not None and no_repeat_ngram_size > 0:
+        choice: dict[int, int] = {}
+        if picking:
+            logits = head(last_hidden[picking])
             for row, j in enumerate(picking):
                 banned = banned_next_tokens(generated[batch.rows[j]], no_repeat_ngram_size)
                 if banned:
                     logits[row, banned] = float("-inf")
-        picked = _pick(logits, sampling, generator).tolist() if picking else []
-        choice = dict(zip(picking, picked, strict=True))
+            choice = dict(zip(picking, _pick(logits, sampling, generator).tolist(), strict=True))
 
         feed: list[int] = []
         for j, r in enumerate(batch.rows):

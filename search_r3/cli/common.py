@@ -23,20 +23,34 @@ STORE_HELP = """store:
 """
 
 
-def add_model_options(parser: argparse.ArgumentParser, *, reasoning: bool = True) -> None:
+def add_model_options(
+    parser: argparse.ArgumentParser, *, reasoning: bool = True, repeat: bool = False
+) -> argparse._ArgumentGroup:
+    """The "model" option group; with ``repeat`` ``--model`` may be given several times (a list)."""
     group = parser.add_argument_group("model")
-    group.add_argument(
-        "--model",
-        default=None,
-        help=f"search-r3 model folder or Hub id (default: ${MODEL_ENV}, else the model the collection "
-        "was indexed with, else the demo model if it was built)",
-    )
+    if repeat:
+        group.add_argument(
+            "--model",
+            action="append",
+            default=None,
+            metavar="[LABEL=]MODEL",
+            help=f"search-r3 model folder, short name or Hub id; repeat to compare models (default: "
+            f"${MODEL_ENV}, else the demo model if it was built)",
+        )
+    else:
+        group.add_argument(
+            "--model",
+            default=None,
+            help=f"search-r3 model folder or Hub id (default: ${MODEL_ENV}, else the model the "
+            "collection was indexed with, else the demo model if it was built)",
+        )
     group.add_argument("--device", default=None, help="cpu, cuda, mps... (default: the best available)")
     group.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: per device)")
     if reasoning:
         group.add_argument(
             "--max-reasoning-tokens", type=int, default=None, help="reasoning budget (default: the model's)"
         )
+    return group
 
 
 def add_store_options(parser: argparse.ArgumentParser, *, collection: str = "search_r3") -> None:

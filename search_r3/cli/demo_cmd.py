@@ -56,10 +56,13 @@ def run(args: argparse.Namespace) -> int:
     from search_r3.model import ReasoningEmbeddings
     from search_r3.store import collection_model, model_name_of, open_client
 
-    model = args.model or str(demo_model_path(build=False))
-    if not args.model and not (demo_model_path(build=False) / "config.json").is_file():
-        note(args, "making the demo model (once, about a minute)")
-        model = str(demo_model_path())
+    model = args.model
+    if not model:
+        path = demo_model_path(build=False)
+        if not (path / "config.json").is_file():
+            note(args, "making the demo model (once, about a minute)")
+            path = demo_model_path()
+        model = str(path)
     note(args, f"loading model {model}")
     embeddings = ReasoningEmbeddings.from_pretrained(
         model, device=args.device, dtype=args.dtype, max_reasoning_tokens=args.max_reasoning_tokens

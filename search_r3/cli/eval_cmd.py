@@ -8,7 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from search_r3.cli.common import MODEL_ENV, add_json_option, load_model, note, print_json, resolve_model
+from search_r3.cli.common import (
+    add_json_option,
+    add_model_options,
+    load_model,
+    note,
+    print_json,
+    resolve_model,
+)
 from search_r3.errors import ModelLoadError
 
 EXAMPLES = """examples:
@@ -105,29 +112,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--output", type=Path, default=None, help="also write the table (or JSON) to this file"
     )
     add_json_option(parser)
-    # The shared model options, except that --model repeats here (one table, several models).
-    group = parser.add_argument_group("model")
-    group.add_argument(
-        "--model",
-        action="append",
-        default=None,
-        metavar="[LABEL=]MODEL",
-        help=f"search-r3 model folder, short name or Hub id; repeat to compare models (default: "
-        f"${MODEL_ENV}, else the demo model if it was built)",
-    )
+    group = add_model_options(parser, repeat=True)  # one table, several models
     group.add_argument(
         "--st-model",
         action="append",
         default=None,
         metavar="[LABEL=]MODEL",
         help="sentence-transformers model folder or Hub id for a baseline row; repeatable",
-    )
-    group.add_argument("--device", default=None, help="cpu, cuda, mps... (default: the best available)")
-    group.add_argument(
-        "--dtype", default=None, help="float32, bfloat16, float16 for search-r3 models (default: per device)"
-    )
-    group.add_argument(
-        "--max-reasoning-tokens", type=int, default=None, help="reasoning budget (default: the model's)"
     )
     parser.set_defaults(func=run)
 

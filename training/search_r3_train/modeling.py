@@ -72,6 +72,15 @@ def freeze_below_top_layers(model: Any, count: int) -> None:
         norm.requires_grad_(True)
 
 
+def record_start_folder(model: Any, path: str | Path) -> None:
+    """Make ``path`` the model's origin, so an adapter trained on it records ``path`` as its base.
+
+    A merged adapter otherwise still names the folder of the adapter's own base. peft reads
+    ``model.name_or_path``; transformers saves ``config._name_or_path``: both are set.
+    """
+    model.config._name_or_path = model.name_or_path = str(Path(path).resolve())
+
+
 def load_merged_adapter(path: str, dtype: str, attn_implementation: str | None = None) -> tuple[Any, Any]:
     """A LoRA adapter folder merged onto its base (the core loader does it), and its tokenizer.
 
@@ -82,7 +91,7 @@ def load_merged_adapter(path: str, dtype: str, attn_implementation: str | None =
 
     loaded = ReasoningEmbeddings.from_pretrained(path, device="cpu", dtype=dtype)
     model = loaded.model
-    model.config._name_or_path = model.name_or_path = str(Path(path).resolve())  # peft reads both
+    record_start_folder(model, path)
     if attn_implementation:
         model.config._attn_implementation = attn_implementation
     return model, loaded.tokenizer

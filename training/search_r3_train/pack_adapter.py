@@ -86,26 +86,23 @@ def pack_adapters(
     if not folders:
         raise AdapterPackError("Name at least one adapter folder.")
     adapters = [read_adapter(f) for f in folders]
-    prefixes: dict[str, tuple[int, int]] = {}  # module -> (in_features, out_features)
     for _, tensors in adapters:
-        for key, value in tensors.items():
-            if key.endswith(_LORA_A):
-                prefixes.setdefault(key[: -len(_LORA_A)], (value.shape[1], -1))
-            elif key.endswith(_LORA_B):
-                prefix = key[: -len(_LORA_B)]
-                prefixes[prefix] = (prefixes.get(prefix, (-1, -1))[0], value.shape[0])
-            elif "trainable_tokens" not in key:
+        for key in tensors:
+            if not key.endswith((_LORA_A, _LORA_B)) and "trainable_tokens" not in key:
                 raise AdapterPackError(
                     f"Unexpected tensor {key!r} in an adapter; only LoRA A/B and token rows."
                 )
+    prefixes = sorted({k[: -len(_LORA_A)] for _, t in adapters for k in t if k.endswith(_LORA_A)})
     packed: dict[str, torch.Tensor] = {}
-    for prefix, (fan_in, fan_out) in sorted(prefixes.items()):
+    for prefix in prefixes:
+        # a module one stage did not adapt gets a zero block of that stage's rank
+        fan_in = next(t[prefix + _LORA_A].shape[1] for _, t in adapters if prefix + _LORA_A in t)
+        fan_out = next(t[prefix + _LORA_B].shape[0] for _, t in adapters if prefix + _LORA_B in t)
         a_parts, b_parts = [], []
         for config, tensors in adapters:
             r = config["r"]
-            a = tensors.get(prefix + _LORA_A)
-            b = tensors.get(prefix + _LORA_B)
-            if a is None or b is None:  # this stage did not adapt the module: a zero block
+            a, b = tensors.get(prefix + _LORA_A), tensors.get(prefix + _LORA_B)
+            if a is None or b is None:
                 a, b = torch.zeros(r, fan_in), torch.zeros(fan_out, r)
             a_parts.append(a.float())
             b_parts.append(b.float() * _scale(config))

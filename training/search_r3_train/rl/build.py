@@ -16,6 +16,7 @@ from search_r3.prompts import PromptBuilder, embed_token_id
 from search_r3.settings import SearchR3Settings
 from search_r3_train.arguments import ConfigError, DataArguments, ModelArguments
 from search_r3_train.export import training_args_as_json
+from search_r3_train.modeling import record_start_folder
 from search_r3_train.rl.arguments import EnvironmentArguments, RewardArguments, RLDataArguments
 from search_r3_train.rl.data import RLData, load_rl_data
 from search_r3_train.rl.environment import make_environment
@@ -88,7 +89,7 @@ def load_start_model(model_args: ModelArguments, output_dir: str | Path, need_sa
     if model_args.attn_implementation:
         model.config._attn_implementation = model_args.attn_implementation
     if (Path(path) / "adapter_config.json").is_file():  # an adapter trained here names this as its base
-        model.config._name_or_path = model.name_or_path = str(Path(path).resolve())  # peft reads both
+        record_start_folder(model, path)
     if (Path(path) / "adapter_config.json").is_file() and need_saved_reference:
         reference = Path(output_dir) / "reference-model"
         model.save_pretrained(reference, safe_serialization=True)
