@@ -107,13 +107,17 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     folder = str(real_model_dir())
-    emb = ReasoningEmbeddings.from_pretrained(
-        folder,
-        device="cpu",
-        dtype="float32",
-        max_length=args.max_length,
-        max_batch_tokens=args.max_batch_tokens,
-    )
+
+    def load(dtype: str) -> ReasoningEmbeddings:
+        return ReasoningEmbeddings.from_pretrained(
+            folder,
+            device="cpu",
+            dtype=dtype,
+            max_length=args.max_length,
+            max_batch_tokens=args.max_batch_tokens,
+        )
+
+    emb = load("float32")
     texts, source = (documents if args.texts == "documents" else queries)(args.n)
     prompts = emb.prompts.build(texts, "document")
     prompt_texts = [emb.tokenizer.decode(p) for p in prompts]
@@ -141,13 +145,7 @@ def main() -> None:
             k, args.st_small_batch
         )
     if args.bf16:
-        low = ReasoningEmbeddings.from_pretrained(
-            folder,
-            device="cpu",
-            dtype="bfloat16",
-            max_length=args.max_length,
-            max_batch_tokens=args.max_batch_tokens,
-        )
+        low = load("bfloat16")
         methods["search-r3 (bfloat16)"] = lambda k: low.encode_documents(
             texts[:k], batch_size=args.batch_size
         )
