@@ -395,8 +395,11 @@ def _add_judgement(
 ) -> None:
     try:
         value = int(float(str(relevance)))
-    except ValueError:
-        raise CollectionFormatError(f"{path}:{number}: relevance {relevance!r} is not a number.") from None
+    except (ValueError, OverflowError):  # OverflowError: inf
+        raise CollectionFormatError(
+            f"{path}:{number}: relevance {relevance!r} is not a finite number; write a graded "
+            "relevance such as 0, 1 or 2."
+        ) from None
     if value > 0:
         qrels.setdefault(qid.strip(), {})[doc_id.strip()] = value
 

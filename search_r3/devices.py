@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from search_r3.errors import InvalidInputError
+
 _DTYPES = {
     "float32": torch.float32,
     "fp32": torch.float32,
@@ -12,6 +14,9 @@ _DTYPES = {
     "bfloat16": torch.bfloat16,
     "bf16": torch.bfloat16,
 }
+
+#: Names ``resolve_dtype`` accepts (besides ``"auto"`` and torch dtypes).
+DTYPE_NAMES: tuple[str, ...] = tuple(_DTYPES)
 
 
 def default_device() -> str:
@@ -36,7 +41,7 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: str) -> torch.dtype:
     try:
         return _DTYPES[str(dtype).lower()]
     except KeyError:
-        raise ValueError(f"Unknown dtype {dtype!r}; use one of {sorted(_DTYPES)} or 'auto'.") from None
+        raise InvalidInputError(f"Unknown dtype {dtype!r}; use one of {sorted(_DTYPES)} or 'auto'.") from None
 
 
 def default_batch_tokens(device: str) -> int:

@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from search_r3.devices import resolve_dtype
+from search_r3.errors import InvalidInputError, ModelLoadError
 from search_r3.saving import save_model_folder
 from search_r3.settings import SearchR3Settings
 
@@ -21,7 +23,9 @@ def add_embed_token(model: Any, tokenizer: Any, embed_token: str) -> int:
     The new row starts at the mean of the existing input embeddings (and output rows likewise),
     which keeps the untrained model's first outputs sensible.
     """
-    if embed_token not in tokenizer.get_vocab():
+    # Special even when the base already has the string as a plain token: user text must never
+    # produce its id (special tokens are split when user text is tokenised).
+    if embed_token not in tokenizer.get_vocab() or embed_token not in tokenizer.all_special_tokens:
         tokenizer.add_special_tokens(
             {"additional_special_tokens": [embed_token]}, replace_extra_special_tokens=False
         )
@@ -54,23 +58,42 @@ def init_model(
 
     Returns:
         The output folder, ready for ``ReasoningEmbeddings.from_pretrained`` or training.
+
+    Raises:
+        InvalidInputError: ``output`` is a file, ``dtype`` is unknown, or the base has no chat template.
+        ModelLoadError: The base cannot be read.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from search_r3.devices import resolve_dtype
-
     settings = settings or SearchR3Settings()
-    tokenizer = AutoTokenizer.from_pretrained(str(base), trust_remote_code=False, **hub_kwargs)
+    if Path(output).exists() and not Path(output).is_dir():
+        raise InvalidInputError(
+            f"{output} is a file; pass a folder to write the model into (it is created if missing)."
+        )
+    torch_dtype = resolve_dtype(dtype, "cpu")  # checked before anything loads
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(base), trust_remote_code=False, **hub_kwargs)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelLoadError(
+            f"Could not read the tokenizer of base model {str(base)!r}: {' '.join(str(exc).split())} "
+            "Pass a local folder, a Hub id, or an offline model name such as smollm2-135m-instruct."
+        ) from exc
     if chat_template is not None:
         tokenizer.chat_template = chat_template
     if not getattr(tokenizer, "chat_template", None):
-        raise ValueError(
+        raise InvalidInputError(
             f"{base} has no chat template. search-r3 needs an instruction-tuned model; pass "
             "chat_template=... (CLI: --chat-template FILE) if you know the right one."
         )
-    model = AutoModelForCausalLM.from_pretrained(
-        str(base), dtype=resolve_dtype(dtype, "cpu"), trust_remote_code=False, **hub_kwargs
-    )
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            str(base), dtype=torch_dtype, use_safetensors=True, trust_remote_code=False, **hub_kwargs
+        )
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ModelLoadError(
+            f"Could not read the weights of base model {str(base)!r}: {' '.join(str(exc).split())} "
+            "A base needs config.json and *.safetensors weights (pickle *.bin files are never loaded)."
+        ) from exc
     token_id = add_embed_token(model, tokenizer, settings.embed_token)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

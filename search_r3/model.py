@@ -11,17 +11,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
 from tqdm.auto import tqdm
 
 from search_r3.decoding import SamplingOptions, reason_and_embed
-from search_r3.devices import default_batch_tokens, default_device, resolve_dtype
-from search_r3.errors import ModelLoadError
+from search_r3.devices import default_batch_tokens, default_device
+from search_r3.loading import load_model_and_tokenizer, secure_embed_token
 from search_r3.pooling import backbone_of, embed_forward, pad_batch
 from search_r3.pretrained import resolve_model_source
 from search_r3.prompts import PromptBuilder
 from search_r3.saving import save_model_folder
-from search_r3.settings import SearchR3Settings
+from search_r3.settings import SearchR3Settings, check_count
 
 logger = logging.getLogger(__name__)
 
@@ -97,12 +96,18 @@ class ReasoningEmbeddings:
         self.model = model
         self.tokenizer = tokenizer
         self.settings = settings or SearchR3Settings.from_model_config(model.config)
+        secure_embed_token(tokenizer, self.settings.embed_token)
         self.prompts = PromptBuilder(tokenizer, self.settings)
-        self.max_length = max_length or self.settings.max_length
+        self.max_length = (
+            self.settings.max_length if max_length is None else check_count("max_length", max_length, 1)
+        )
         self.reasoning = reasoning
-        self.max_reasoning_tokens = max_reasoning_tokens or self.settings.max_reasoning_tokens
-        self.batch_size = batch_size
-        self._max_batch_tokens = max_batch_tokens
+        budget = self.settings.max_reasoning_tokens if max_reasoning_tokens is None else max_reasoning_tokens
+        self.max_reasoning_tokens = self.checked_budget(budget)
+        self.batch_size = check_count("batch_size", batch_size, 1)
+        self._max_batch_tokens = (
+            None if max_batch_tokens is None else check_count("max_batch_tokens", max_batch_tokens, 1)
+        )
         self.embed_id = self.prompts.embed_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.model.eval()
@@ -134,43 +139,39 @@ class ReasoningEmbeddings:
             **kwargs: Passed to the constructor (``max_length``, ``reasoning``,
                 ``max_reasoning_tokens``, ``batch_size``, ``max_batch_tokens``).
         """
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         device = device or default_device()
-        torch_dtype = resolve_dtype(dtype, device)
         hub = {"revision": revision, "token": token, "local_files_only": local_files_only}
         source = resolve_model_source(str(model_name_or_path))
-        _check_local_source(source)
-        adapter_base = _adapter_base(source)
-        # An adapter folder normally carries the tokenizer (with the embed token); else use the base's.
-        tokenizer_source = source if not adapter_base or _has_tokenizer(source) else adapter_base
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, trust_remote_code=False, **hub)
-            if adapter_base and _adapter_base(adapter_base):  # an adapter trained on an adapter: merge both
-                model = cls.from_pretrained(adapter_base, device="cpu", dtype=torch_dtype, **hub).model
-            else:
-                model = AutoModelForCausalLM.from_pretrained(
-                    adapter_base or source,
-                    dtype=torch_dtype,
-                    use_safetensors=True,
-                    trust_remote_code=False,
-                    **hub,
-                )
-            if adapter_base:
-                model = _apply_adapter(model, source, len(tokenizer), hub)
-        except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as exc:
-            raise ModelLoadError(
-                f"Could not load a search-r3 model from {source!r}: {exc}\n"
-                "Check the path or Hub id; a local folder needs config.json, tokenizer files and "
-                "*.safetensors weights (make one with `search-r3 init BASE OUTPUT`). A damaged file "
-                "(e.g. an interrupted download or copy) must be fetched or written again."
-            ) from exc
-        model.to(device)
+        model, tokenizer = load_model_and_tokenizer(source, device=device, dtype=dtype, hub=hub)
         return cls(model, tokenizer, **kwargs)
 
     def save_pretrained(self, output: str | os.PathLike[str]) -> Path:
         """Save as a search-r3 folder (safetensors, tokenizer, settings, sentence-transformers files)."""
         return save_model_folder(self.model, self.tokenizer, self.settings, output)
+
+    # -- argument checks --------------------------------------------------------------------
+    def checked_budget(self, value: Any) -> int:
+        """A reasoning budget: a whole number >= 0, cut to what the model's positions allow.
+
+        Prompt (at most ``max_length``) + reasoning + forced closing must fit the model's
+        position limit; a larger budget is lowered with a warning instead of generating past it.
+        """
+        budget = check_count("max_reasoning_tokens", value, 0)
+        positions = getattr(self.model.config.get_text_config(), "max_position_embeddings", None)
+        if positions:
+            room = int(positions) - self.max_length - len(self.prompts.forced_ids)
+            if budget > room:
+                room = max(room, 0)
+                logger.warning(
+                    "max_reasoning_tokens=%d does not fit the model's %d positions after a prompt of up to "
+                    "max_length=%d tokens; using %d (lower max_length for a longer budget).",
+                    budget,
+                    positions,
+                    self.max_length,
+                    room,
+                )
+                budget = room
+        return budget
 
     # -- properties -------------------------------------------------------------------------
     @property
@@ -278,6 +279,10 @@ class ReasoningEmbeddings:
             max_batch_tokens: Most padded tokens per forward pass (default: the instance's,
                 which depends on the device: small on CPUs, where big batches run slower).
         """
+        if batch_size is not None:
+            check_count("batch_size", batch_size, 1)
+        if max_batch_tokens is not None:
+            check_count("max_batch_tokens", max_batch_tokens, 1)
         prompts = self.prompts.build(documents, "document")
         return self._encode_direct(prompts, batch_size, max_batch_tokens, show_progress_bar)
 
@@ -301,6 +306,10 @@ class ReasoningEmbeddings:
             max_reasoning_tokens: Budget of generated tokens; rows that hit it are ``forced``.
             do_sample, temperature, top_p, seed: Sampling instead of greedy decoding.
         """
+        if batch_size is not None:
+            check_count("batch_size", batch_size, 1)
+        if max_reasoning_tokens is not None:
+            max_reasoning_tokens = self.checked_budget(max_reasoning_tokens)
         reasoning = self.reasoning if reasoning is None else reasoning
         if not reasoning:
             prompts = self.prompts.build(queries, "query")
@@ -369,62 +378,3 @@ class ReasoningEmbeddings:
     def __repr__(self) -> str:
         name = getattr(self.model.config, "_name_or_path", "?")
         return f"ReasoningEmbeddings({name!r}, dim={self.embedding_dimension}, device={self.device})"
-
-
-_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
-
-
-def _check_local_source(source: str) -> None:
-    """Clear errors for a local path that is missing or holds only pickle weights."""
-    path = Path(source).expanduser()
-    if not path.exists():
-        if path.is_absolute() or source.startswith((".", "~")) or source.count("/") > 1:
-            raise ModelLoadError(
-                f"No model folder at {source!r}. Pass an existing folder (make one with "
-                "`search-r3 init BASE OUTPUT`) or a Hugging Face Hub id such as 'ytgui/Search-R3.0-Small'."
-            )
-        return  # a Hub id
-    if not path.is_dir():
-        raise ModelLoadError(f"{source!r} is a file; pass the model folder that contains it.")
-    files = [f.name for f in path.iterdir() if f.is_file()]
-    has_safetensors = any(f.endswith(".safetensors") for f in files)
-    if not has_safetensors and any(f.endswith(_PICKLE_SUFFIXES) for f in files):
-        raise ModelLoadError(
-            f"{source!r} holds PyTorch pickle weights (*.bin/*.pt) but no *.safetensors. search-r3 never "
-            "loads pickle files (they can run code). Convert it once where you trust the file: "
-            "`AutoModelForCausalLM.from_pretrained(folder).save_pretrained(folder)` writes safetensors."
-        )
-
-
-def _has_tokenizer(folder: str) -> bool:
-    return any((Path(folder) / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json"))
-
-
-def _adapter_base(source: str) -> str | None:
-    """Base model named by a local PEFT adapter folder, if ``source`` is one."""
-    config = Path(source) / "adapter_config.json"
-    if not config.is_file():
-        return None
-    import json
-
-    return json.loads(config.read_text())["base_model_name_or_path"]
-
-
-def _apply_adapter(model: Any, source: str, vocab_size: int, hub: dict[str, Any]) -> Any:
-    try:
-        from peft import PeftModel
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ModelLoadError(
-            f"{source} is a LoRA adapter; loading it needs peft: pip install 'search-r3[peft]'."
-        ) from exc
-    if model.get_input_embeddings().weight.shape[0] < vocab_size:
-        model.resize_token_embeddings(vocab_size)
-    model = PeftModel.from_pretrained(model, source, **{k: v for k, v in hub.items() if v is not None})
-    config = Path(source) / "config.json"
-    if config.is_file():  # the adapter folder keeps the search-r3 settings of the trained model
-        import json
-
-        stored = json.loads(config.read_text()).get("search_r3")
-        if stored is not None:
-            model.config.search_r3 = stored
-    return model.merge_and_unload()

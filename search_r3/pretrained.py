@@ -22,6 +22,11 @@ from importlib import resources
 from pathlib import Path
 
 from search_r3.errors import ModelLoadError
+from search_r3.init_model import init_model
+from search_r3.loading import load_model_and_tokenizer
+from search_r3.offline_models import cache_dir, offline_model_path
+from search_r3.saving import save_model_folder
+from search_r3.settings import SearchR3Settings
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +96,6 @@ def pretrained_model_path(name: str, build: bool = True) -> Path:
     Raises:
         ModelLoadError: Unknown name, or the adapter is not in this copy of the package.
     """
-    from search_r3.offline_models import cache_dir
-
     spec = PRETRAINED_MODELS.get(name)
     if spec is None:
         raise ModelLoadError(
@@ -112,10 +115,6 @@ def pretrained_model_path(name: str, build: bool = True) -> Path:
 
 
 def _build(spec: PretrainedModel, adapter: Path, target: Path) -> None:
-    from search_r3.init_model import init_model
-    from search_r3.model import ReasoningEmbeddings
-    from search_r3.offline_models import offline_model_path
-
     print(f"search-r3: preparing {spec.name} in {target} (once, about a minute)...", flush=True)
     base = offline_model_path(spec.base)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -127,8 +126,10 @@ def _build(spec: PretrainedModel, adapter: Path, target: Path) -> None:
         config = json.loads(config_path.read_text())
         config["base_model_name_or_path"] = str(untrained)
         config_path.write_text(json.dumps(config, indent=2))
-        merged = ReasoningEmbeddings.from_pretrained(staged, device="cpu", dtype="float32")
-        merged.save_pretrained(Path(tmp) / "merged")
+        model, tokenizer = load_model_and_tokenizer(str(staged), device="cpu", dtype="float32")
+        save_model_folder(
+            model, tokenizer, SearchR3Settings.from_model_config(model.config), Path(tmp) / "merged"
+        )
         readme = adapter / "README.md"
         if readme.is_file():
             shutil.copy(readme, Path(tmp) / "merged" / "README.md")

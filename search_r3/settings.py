@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
+
+from search_r3.errors import InvalidInputError
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +28,26 @@ DEFAULT_REASONING_INSTRUCTION = (
     '"The embedding is" followed by the embedding token.'
 )
 DEFAULT_CLOSING_TEXT = "The embedding is "
+
+
+def check_count(name: str, value: Any, minimum: int = 0) -> int:
+    """``value`` as an int if it is a whole number >= ``minimum``; else an ``InvalidInputError``.
+
+    The one validator for counts and budgets (``max_reasoning_tokens``, ``max_length``,
+    ``batch_size``...): ints (and numpy ints) only, so ``"5"``, ``1.5`` and ``True`` are refused
+    rather than converted or truncated.
+
+    Example:
+        ```python
+        check_count("batch_size", 16, 1)  # 16
+        check_count("max_reasoning_tokens", "5")  # InvalidInputError
+        ```
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InvalidInputError(f"{name} must be a whole number (int), not {type(value).__name__} {value!r}.")
+    if value < minimum:
+        raise InvalidInputError(f"{name} must be >= {minimum}, not {value}.")
+    return int(value)
 
 
 @dataclass
@@ -59,15 +82,32 @@ class SearchR3Settings:
     normalize: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.max_length = check_count("max_length", self.max_length, 1)
+        self.max_reasoning_tokens = check_count("max_reasoning_tokens", self.max_reasoning_tokens, 0)
+        self.no_repeat_ngram_size = check_count("no_repeat_ngram_size", self.no_repeat_ngram_size, 0)
+        for name in ("embed_token", "query_instruction", "document_instruction", "reasoning_instruction"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise InvalidInputError(f"search_r3 setting {name} must be a non-empty string.")
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> SearchR3Settings:
         """Build settings from a stored dict; unknown keys are kept in ``extra``, not dropped."""
+        if values is not None and not isinstance(values, dict):
+            raise InvalidInputError(
+                f"The {CONFIG_KEY!r} entry of the model config must be a JSON object of settings, not "
+                f"{type(values).__name__} {values!r}; fix config.json or make the model again "
+                "with `search-r3 init`."
+            )
         values = dict(values or {})
         known = {f.name for f in dataclasses.fields(cls)}
-        extra = dict(values.pop("extra", {}) or {})
+        extra = values.pop("extra", None) or {}
+        if not isinstance(extra, dict):
+            raise InvalidInputError(f"search_r3 setting 'extra' must be an object, not {extra!r}.")
+        extra = dict(extra)
         extra.update({k: values.pop(k) for k in list(values) if k not in known})
         return cls(**values, extra=extra)
 

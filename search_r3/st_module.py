@@ -1,36 +1,39 @@
 """A sentence-transformers (6.x) input module that runs a search-r3 model.
 
-The module wraps a :class:`~search_r3.model.ReasoningEmbeddings` and calls the very same code
-(``PromptBuilder`` for the prompts, ``embed_prompt_ids`` / ``reason_prompt_ids`` for the vectors),
-so ``SentenceTransformer.encode_query`` and ``ReasoningEmbeddings.encode_queries`` give the same
+The module wraps a ``ReasoningEmbeddings`` and calls the very same code (``PromptBuilder`` for
+the prompts, ``embed_prompt_ids`` / ``reason_prompt_ids`` for the vectors), so
+``SentenceTransformer.encode_query`` and ``ReasoningEmbeddings.encode_queries`` give the same
 vectors. ``encode_query`` reasons first; ``encode_document`` embeds in one forward pass.
 
-Loading::
+Loading (the documented way, safe for any folder):
 
-    from sentence_transformers import SentenceTransformer
-    # a folder saved by SentenceTransformer.save, or one given write_sentence_transformers_files()
-    model = SentenceTransformer("path/to/search-r3-model", trust_remote_code=True)
-    # or, without the flag (public API only; works on any search-r3 folder):
-    from search_r3.st_module import load_sentence_transformer
-    model = load_sentence_transformer("path/to/search-r3-model")
+```python
+from search_r3.st_module import encode_queries, load_sentence_transformer
 
-    q = model.encode_query(["why is the sky blue?"], max_reasoning_tokens=64)
-    d = model.encode_document(["Rayleigh scattering ..."])
-    print(model[0].last_reasoning)
+model = load_sentence_transformer("path/to/search-r3-model")  # or a Hub id, or a shipped name
+q = model.encode_query(["why is the sky blue?"], max_reasoning_tokens=64)
+d = model.encode_document(["Rayleigh scattering ..."])
+print(encode_queries(model, ["why is the sky blue?"]).reasoning)
+```
 
-Why a flag: since sentence-transformers 6.0 any module class outside the ``sentence_transformers``
-package (ours lives in ``search_r3``) is only imported from ``modules.json`` with
-``trust_remote_code=True``, even from a local folder. Nothing is downloaded or executed from the
-model folder itself: the class comes from the installed ``search_r3`` package. The helper
-:func:`load_sentence_transformer` avoids the flag by building the module itself and handing it to
-``SentenceTransformer(modules=[...])``.
+``load_sentence_transformer`` builds ``SearchR3Module`` from the installed ``search_r3`` package
+and hands it to ``SentenceTransformer(modules=[...])``: the folder's ``modules.json`` is never
+read as code, and nothing from the folder is imported or run (weights are read from
+safetensors only).
+
+About ``SentenceTransformer(folder, trust_remote_code=True)``: it also loads a search-r3
+folder, but the flag tells sentence-transformers to import *whatever Python class the folder's
+``modules.json`` names*, including a ``.py`` file shipped inside the folder. For a folder you
+did not make yourself that means running its author's code with your permissions. Use it only on
+folders you wrote (``save_pretrained``, ``search-r3 init``, training exports); for anything
+downloaded or shared, use ``load_sentence_transformer``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,6 +46,15 @@ from sentence_transformers.base.modules import InputModule
 from search_r3.decoding import SamplingOptions
 from search_r3.model import QueryEncodings, ReasoningEmbeddings
 from search_r3.pretrained import resolve_model_source
+from search_r3.saving import ST_CONFIG_FILE, ST_MODULE_TYPE, write_sentence_transformers_files
+
+__all__ = [
+    "SearchR3Module",
+    "encode_queries",
+    "load_sentence_transformer",
+    "to_sentence_transformer",
+    "write_sentence_transformers_files",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +83,7 @@ class SearchR3Module(InputModule):
         reasoning_log: ``query text -> reasoning`` of recent queries (see :func:`encode_queries`).
     """
 
-    config_file_name = "search_r3_config.json"  # never config.json: that is the LLM's own config
+    config_file_name = ST_CONFIG_FILE  # never config.json: that is the LLM's own config
     config_keys: ClassVar[list[str]] = ["reasoning", "max_reasoning_tokens", "default_task"]
     forward_kwargs: ClassVar[set[str]] = {
         "reasoning",
@@ -105,6 +117,7 @@ class SearchR3Module(InputModule):
         self.last_reasoning: list[str] = []
         self.last_forced: list[bool] = []
         self.reasoning_log: OrderedDict[str, tuple[str, bool, int]] = OrderedDict()
+        self._log_lock = threading.Lock()
 
     # -- sentence-transformers hooks ------------------------------------------------------------
     @property
@@ -163,7 +176,8 @@ class SearchR3Module(InputModule):
         if features["kind"] != "reasoning":
             features["sentence_embedding"] = self.embeddings.embed_prompt_ids(prompts).to(device)
             return features
-        budget = kwargs.get("max_reasoning_tokens") or self.max_reasoning_tokens
+        budget = kwargs.get("max_reasoning_tokens")
+        budget = self.max_reasoning_tokens if budget is None else self.embeddings.checked_budget(budget)
         sampling = SamplingOptions(
             do_sample=bool(kwargs.get("do_sample", False)),
             temperature=float(kwargs.get("temperature", 1.0)),
@@ -176,18 +190,22 @@ class SearchR3Module(InputModule):
         features["reasoning"] = list(result.reasoning)
         features["forced"] = torch.as_tensor(result.forced, dtype=torch.bool)
         features["generated_tokens"] = torch.as_tensor(result.generated_tokens, dtype=torch.long)
+        # Per-row position in this batch: with output_value=None each row gets its own slice of
+        # the tensors but the whole "reasoning" list; encode_queries picks its text by this index.
+        features["row_index"] = torch.arange(len(prompts), dtype=torch.long)
         return features
 
     def _remember(self, texts: list[str], result: QueryEncodings) -> None:
-        self.last_reasoning = list(result.reasoning)
-        self.last_forced = [bool(f) for f in result.forced]
-        for text, reasoning, forced, tokens in zip(
-            texts, result.reasoning, result.forced, result.generated_tokens, strict=True
-        ):
-            self.reasoning_log[text] = (reasoning, bool(forced), int(tokens))
-            self.reasoning_log.move_to_end(text)
-        while len(self.reasoning_log) > self.log_size:
-            self.reasoning_log.popitem(last=False)
+        with self._log_lock:  # a convenience record only; encode_queries never reads it back
+            self.last_reasoning = list(result.reasoning)
+            self.last_forced = [bool(f) for f in result.forced]
+            for text, reasoning, forced, tokens in zip(
+                texts, result.reasoning, result.forced, result.generated_tokens, strict=True
+            ):
+                self.reasoning_log[text] = (reasoning, bool(forced), int(tokens))
+                self.reasoning_log.move_to_end(text)
+            while len(self.reasoning_log) > self.log_size:
+                self.reasoning_log.popitem(last=False)
 
     # -- saving and loading ---------------------------------------------------------------------
     def save(self, output_path: str, *args: Any, safe_serialization: bool = True, **kwargs: Any) -> None:
@@ -258,16 +276,25 @@ def load_sentence_transformer(
     dtype: str | torch.dtype | None = None,
     **hub_kwargs: Any,
 ) -> Any:
-    """A ``SentenceTransformer`` for a search-r3 folder or Hub id, without ``trust_remote_code``.
+    """A ``SentenceTransformer`` for a search-r3 folder or Hub id; runs no code from the folder.
 
-    Builds :class:`SearchR3Module` directly and passes it as ``modules=[...]`` (public
-    sentence-transformers API), so no class is imported from ``modules.json``. Works on a plain
-    search-r3 folder (from ``search-r3 init`` or training) as well as on one saved by
-    ``SentenceTransformer.save``. The saved ``search_r3_config.json`` (reasoning defaults) is
-    honoured; arguments given here override it.
+    The documented way to load a search-r3 model into sentence-transformers. Builds
+    ``SearchR3Module`` from the installed ``search_r3`` package and passes it as
+    ``modules=[...]`` (public sentence-transformers API), so no class is imported from
+    ``modules.json`` (a folder whose ``modules.json`` names another class gets a warning, and that
+    class is ignored). Works on a plain search-r3 folder (from ``search-r3 init`` or training) as
+    well as on one saved by ``SentenceTransformer.save``. The saved ``search_r3_config.json``
+    (reasoning defaults) is honoured; arguments given here override it.
+
+    Example:
+        ```python
+        model = load_sentence_transformer("search-r3-smollm2-135m", device="cpu")
+        vectors = model.encode_document(["Rayleigh scattering makes the sky blue."])
+        ```
     """
     from sentence_transformers import SentenceTransformer
 
+    _warn_foreign_modules(str(model_name_or_path))
     module = SearchR3Module.load(
         str(model_name_or_path), model_kwargs={"dtype": dtype} if dtype is not None else None, **hub_kwargs
     )
@@ -278,51 +305,24 @@ def load_sentence_transformer(
     return SentenceTransformer(modules=[module], device=device)
 
 
-def write_sentence_transformers_files(
-    folder: str | os.PathLike[str],
-    *,
-    reasoning: bool = True,
-    max_reasoning_tokens: int | None = None,
-    default_task: str = DOCUMENT,
-) -> Path:
-    """Make a search-r3 model folder loadable by ``SentenceTransformer(folder, trust_remote_code=True)``.
-
-    Writes ``modules.json``, ``config_sentence_transformers.json`` and ``search_r3_config.json``
-    next to the weights, without loading the model (cheap enough for ``init`` or a training
-    export to call). ``config.json`` is left as it is, so the folder stays a plain transformers
-    checkpoint.
-    """
-    import sentence_transformers
-    import transformers
-
-    folder = Path(folder)
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"{folder} has no config.json; pass a search-r3 model folder.")
-    cls = SearchR3Module
-    files = {
-        "modules.json": [
-            {"idx": 0, "name": "0", "path": "", "type": f"{cls.__module__}.{cls.__name__}"},
-        ],
-        "config_sentence_transformers.json": {
-            "__version__": {
-                "sentence_transformers": sentence_transformers.__version__,
-                "transformers": transformers.__version__,
-                "pytorch": torch.__version__,
-            },
-            "model_type": "SentenceTransformer",
-            "prompts": {"query": "", "document": ""},
-            "default_prompt_name": None,
-            "similarity_fn_name": "cosine",
-        },
-        cls.config_file_name: {
-            "reasoning": reasoning,
-            "max_reasoning_tokens": max_reasoning_tokens,
-            "default_task": default_task,
-        },
-    }
-    for name, content in files.items():
-        (folder / name).write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
-    return folder
+def _warn_foreign_modules(folder: str) -> None:
+    """Warn when a local folder's modules.json names classes this loader will not import."""
+    modules = Path(folder).expanduser() / "modules.json"
+    if not modules.is_file():
+        return
+    try:
+        entries = json.loads(modules.read_text(encoding="utf-8"))
+        types = [str(entry.get("type")) for entry in entries]
+    except (ValueError, AttributeError, TypeError):
+        types = ["(unreadable modules.json)"]
+    foreign = [t for t in types if t != ST_MODULE_TYPE]
+    if foreign:
+        logger.warning(
+            "%s names module classes %s; load_sentence_transformer ignores them (nothing from the "
+            "folder is imported or run) and loads the search-r3 model only.",
+            modules,
+            foreign,
+        )
 
 
 def to_sentence_transformer(
@@ -349,12 +349,28 @@ def encode_queries(model: Any, queries: Sequence[str], **encode_kwargs: Any) -> 
         raise TypeError("encode_queries needs a SentenceTransformer built on SearchR3Module.")
     if isinstance(queries, str):
         queries = [queries]
-    module.reasoning_log.clear()
-    vectors = model.encode_query(list(queries), convert_to_numpy=True, **encode_kwargs)
-    traces = [module.reasoning_log.get(q, ("", False, 0)) for q in queries]
+    encode_kwargs.pop("output_value", None)
+    encode_kwargs.pop("convert_to_numpy", None)
+    encode_kwargs.pop("convert_to_tensor", None)
+    # Every row's own outputs (no shared log), so concurrent calls from many threads and
+    # repeated queries each get their own reasoning.
+    rows = model.encode_query(list(queries), output_value=None, **encode_kwargs)
+    reasoning, forced, tokens = [], [], []
+    for row in rows:
+        if "reasoning" in row:
+            index = int(row["row_index"])
+            reasoning.append(row["reasoning"][index])
+            forced.append(bool(row["forced"]))
+            tokens.append(int(row["generated_tokens"]))
+        else:  # reasoning off
+            reasoning.append("")
+            forced.append(False)
+            tokens.append(0)
+    vectors = [row["sentence_embedding"].detach().float().cpu().numpy() for row in rows]
+    dim = module.get_embedding_dimension()
     return QueryEncodings(
-        embeddings=np.asarray(vectors, dtype=np.float32),
-        reasoning=[t[0] for t in traces],
-        forced=np.array([t[1] for t in traces], dtype=bool),
-        generated_tokens=[t[2] for t in traces],
+        embeddings=np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, dim), np.float32),
+        reasoning=reasoning,
+        forced=np.array(forced, dtype=bool),
+        generated_tokens=tokens,
     )

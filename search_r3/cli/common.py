@@ -10,9 +10,10 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
-from search_r3.errors import ModelLoadError
+from search_r3.errors import InvalidInputError, ModelLoadError
 
 MODEL_ENV = "SEARCH_R3_MODEL"
 
@@ -21,6 +22,139 @@ STORE_HELP = """store:
   ($SEARCH_R3_STORE overrides it). --path DIR picks another folder (only one process may
   open a folder at a time); --url (or $QDRANT_URL, with $QDRANT_API_KEY) uses a Qdrant server.
 """
+
+
+# -- argument validators (argparse ``type=`` functions) ----------------------------------------
+# Every check that needs no model runs here, while argparse parses, so a wrong value fails at
+# once with the subcommand's usage instead of after a 5-10 s model load.
+
+
+def positive_int(value: str) -> int:
+    """An integer >= 1 (counts, depths, lengths)."""
+    number = _int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} must be a whole number >= 1")
+    return number
+
+
+def non_negative_int(value: str) -> int:
+    """An integer >= 0 (budgets, sizes where 0 means off)."""
+    number = _int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{value!r} must be a whole number >= 0")
+    return number
+
+
+def _int(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+
+
+def device_name(value: str) -> str:
+    """A torch device this machine has: cpu, cuda, cuda:1, mps..."""
+    import torch
+
+    try:
+        device = torch.device(value)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"unknown device {value!r}; use cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{value!r}: this machine has no CUDA GPU; use --device cpu")
+    if device.type == "mps" and not (
+        getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    ):
+        raise argparse.ArgumentTypeError(f"{value!r}: Apple MPS is not available here; use --device cpu")
+    if device.type not in ("cpu", "cuda", "mps", "xpu", "npu", "hpu"):
+        raise argparse.ArgumentTypeError(f"unsupported device {value!r}; use cpu, cuda, cuda:N or mps")
+    return value
+
+
+def dtype_name(value: str) -> str:
+    """A dtype name that ``search_r3.devices.resolve_dtype`` accepts."""
+    from search_r3.devices import DTYPE_NAMES
+
+    if value.lower() not in (*DTYPE_NAMES, "auto"):
+        raise argparse.ArgumentTypeError(
+            f"unknown dtype {value!r}; use one of {', '.join(DTYPE_NAMES)} or auto"
+        )
+    return value.lower()
+
+
+def query_text(value: str) -> str:
+    """A query: non-blank text, or ``-`` for standard input (read later, once)."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("a query is empty; pass some text (or - to read it from stdin)")
+    return value
+
+
+def metric_name(value: str) -> str:
+    """An ir-measures metric name (nDCG@10, R@100, RR@10, AP, P@5...)."""
+    import ir_measures
+
+    try:
+        ir_measures.parse_measure(value)
+    except (ValueError, NameError, TypeError, SyntaxError):
+        raise argparse.ArgumentTypeError(
+            f"unknown metric {value!r}; use ir-measures names such as nDCG@10, R@100, RR@10, AP, P@5"
+        ) from None
+    return value
+
+
+def output_file(value: str) -> Path:
+    """A file to write: its folder must exist and it must not be a folder itself."""
+    path = Path(value).expanduser()
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{value!r} is a folder; pass a file name inside it")
+    parent = path.parent
+    if not parent.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"the folder of {value!r} does not exist; create {str(parent)!r} first"
+        )
+    if not os.access(parent, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write into {str(parent)!r}; pick a writable folder")
+    return path
+
+
+def output_folder(value: str) -> Path:
+    """A folder to write a model into: missing or a folder, never an existing file."""
+    path = Path(value).expanduser()
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{value!r} is a file; pass a folder (it is created if missing)")
+    return path
+
+
+def existing_folder(value: str) -> Path:
+    """A folder to read."""
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a folder" if path.exists() else f"no folder {value!r}"
+        )
+    return path
+
+
+def existing_file(value: str) -> Path:
+    """A file to read."""
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no file {value!r}")
+    return path
+
+
+def read_stdin_queries(queries: list[str]) -> list[str]:
+    """Replace each ``-`` with the text read from standard input (read once, stripped)."""
+    if "-" not in queries:
+        return queries
+    if queries.count("-") > 1:
+        raise InvalidInputError("Give - (read the query from stdin) at most once.")
+    text = sys.stdin.read().strip()
+    if not text:
+        raise InvalidInputError(
+            "The query read from stdin is empty; pipe some text in (echo why | search-r3 search -)."
+        )
+    return [text if q == "-" else q for q in queries]
 
 
 def add_model_options(
@@ -44,11 +178,18 @@ def add_model_options(
             help=f"search-r3 model folder or Hub id (default: ${MODEL_ENV}, else the model the "
             "collection was indexed with, else the demo model if it was built)",
         )
-    group.add_argument("--device", default=None, help="cpu, cuda, mps... (default: the best available)")
-    group.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: per device)")
+    group.add_argument(
+        "--device", type=device_name, default=None, help="cpu, cuda, mps... (default: the best available)"
+    )
+    group.add_argument(
+        "--dtype", type=dtype_name, default=None, help="float32, bfloat16, float16 (default: per device)"
+    )
     if reasoning:
         group.add_argument(
-            "--max-reasoning-tokens", type=int, default=None, help="reasoning budget (default: the model's)"
+            "--max-reasoning-tokens",
+            type=non_negative_int,
+            default=None,
+            help="reasoning budget (default: the model's)",
         )
     return group
 
@@ -92,7 +233,7 @@ def load_model(args: argparse.Namespace, recorded: str | None = None) -> Any:
     name = resolve_model(args, recorded)
     note(args, f"loading model {name}")
     kwargs: dict[str, Any] = {}
-    if getattr(args, "max_reasoning_tokens", None):
+    if getattr(args, "max_reasoning_tokens", None) is not None:
         kwargs["max_reasoning_tokens"] = args.max_reasoning_tokens
     return ReasoningEmbeddings.from_pretrained(name, device=args.device, dtype=args.dtype, **kwargs)
 
@@ -117,8 +258,14 @@ def open_store(args: argparse.Namespace, embeddings: Any) -> Any:
 
 
 def note(args: argparse.Namespace, message: str) -> None:
-    """A progress note on stderr (kept out of stdout, so --json output stays clean)."""
-    print(f"search-r3: {message}", file=sys.stderr, flush=True)
+    """A progress note on stderr (kept out of stdout, so --json output stays clean); none with --quiet."""
+    if not getattr(args, "quiet", False):
+        print(f"search-r3: {message}", file=sys.stderr, flush=True)
+
+
+def show_progress(args: argparse.Namespace) -> bool:
+    """Progress bars unless --quiet."""
+    return not getattr(args, "quiet", False)
 
 
 def print_json(value: Any) -> None:

@@ -11,9 +11,12 @@ from search_r3.cli.common import (
     add_store_options,
     note,
     open_store,
+    positive_int,
     print_json,
     print_result,
+    query_text,
     result_json,
+    show_progress,
 )
 
 EXAMPLES = (
@@ -42,8 +45,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--query", action="append", default=None, help="your own query (repeatable)")
-    parser.add_argument("-k", "--top-k", type=int, default=3, help="hits per query (default 3)")
+    parser.add_argument(
+        "--query", action="append", type=query_text, default=None, help="your own query (repeatable)"
+    )
+    parser.add_argument("-k", "--top-k", type=positive_int, default=3, help="hits per query (default 3)")
     parser.add_argument("--no-reasoning", action="store_true", help="embed queries without reasoning")
     add_json_option(parser)
     add_model_options(parser)
@@ -78,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         finally:
             client.close()
     with open_store(args, embeddings) as store:
-        added = index_demo(store, show_progress_bar=True)
+        added = index_demo(store, show_progress_bar=show_progress(args))
         note(args, f"collection {args.collection!r}: {store.count()} documents ({added} new)")
         results = run_demo_queries(
             store,

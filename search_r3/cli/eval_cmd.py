@@ -11,10 +11,15 @@ from typing import Any
 from search_r3.cli.common import (
     add_json_option,
     add_model_options,
+    existing_folder,
     load_model,
+    metric_name,
     note,
+    output_file,
+    positive_int,
     print_json,
     resolve_model,
+    show_progress,
 )
 from search_r3.errors import ModelLoadError
 
@@ -86,7 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("data", type=Path, metavar="DATA", help="collection folder")
+    parser.add_argument("data", type=existing_folder, metavar="DATA", help="collection folder")
     parser.add_argument("--split", default="test", help="BEIR qrels split to read (default: test)")
     parser.add_argument(
         "--queries",
@@ -94,7 +99,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="all",
         help="evaluate all judged queries or one part of the fixed 50/20/30 split (seed 13)",
     )
-    parser.add_argument("--max-queries", type=int, default=None, help="only the first N judged queries")
+    parser.add_argument(
+        "--max-queries", type=positive_int, default=None, help="only the first N judged queries"
+    )
     parser.add_argument(
         "--reasoning",
         choices=["both", "on", "off", "none"],
@@ -103,13 +110,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--no-bm25", action="store_true", help="leave out the BM25 row")
     parser.add_argument(
-        "--metrics", nargs="+", default=None, help="ir-measures names (default: nDCG@10 R@100 RR@10)"
+        "--metrics",
+        nargs="+",
+        type=metric_name,
+        default=None,
+        help="ir-measures names (default: nDCG@10 R@100 RR@10)",
     )
     parser.add_argument(
-        "-k", "--depth", type=int, default=100, help="documents ranked per query (default 100)"
+        "-k", "--depth", type=positive_int, default=100, help="documents ranked per query (default 100)"
     )
     parser.add_argument(
-        "--output", type=Path, default=None, help="also write the table (or JSON) to this file"
+        "--output", type=output_file, default=None, help="also write the table (or JSON) to this file"
     )
     add_json_option(parser)
     group = add_model_options(parser, repeat=True)  # one table, several models
@@ -198,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
             metrics=metrics,
             k=args.depth,
             max_reasoning_tokens=args.max_reasoning_tokens,
-            show_progress_bar=True,
+            show_progress_bar=show_progress(args),
         )
         rows += model_rows
         evaluated.append(
@@ -216,7 +227,12 @@ def run(args: argparse.Namespace) -> int:
         note(args, f"loading sentence-transformers model {spec.path}")
         st_model = load_sentence_transformer(spec.path, args.device)
         row = sentence_transformer_row(
-            st_model, collection, label=spec.label, metrics=metrics, k=args.depth, show_progress_bar=True
+            st_model,
+            collection,
+            label=spec.label,
+            metrics=metrics,
+            k=args.depth,
+            show_progress_bar=show_progress(args),
         )
         rows.append(row)
         evaluated.append(

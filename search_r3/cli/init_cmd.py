@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from search_r3.cli.common import (
+    dtype_name,
+    existing_file,
+    non_negative_int,
+    note,
+    output_folder,
+    positive_int,
+)
 
 EXAMPLES = """examples:
   search-r3 init smollm2-135m-instruct ./smol-r3 --no-repeat-ngram-size 3
@@ -24,17 +32,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("base", help="base model: folder, Hub id or offline model name")
-    parser.add_argument("output", type=Path, help="folder to write the search-r3 model to")
-    parser.add_argument("--max-length", type=int, default=None, help="token limit of one text (default 512)")
+    parser.add_argument("output", type=output_folder, help="folder to write the search-r3 model to")
+    parser.add_argument(
+        "--max-length", type=positive_int, default=None, help="token limit of one text (default 512)"
+    )
     parser.add_argument(
         "--no-repeat-ngram-size",
-        type=int,
+        type=non_negative_int,
         default=0,
         help="reasoning never repeats an n-gram of this many of its own tokens (default 0: off; "
         "3 stops small models' loops)",
     )
-    parser.add_argument("--chat-template", type=Path, default=None, help="Jinja file for a base without one")
-    parser.add_argument("--dtype", default="float32", help="dtype to save in (float32, bfloat16, float16)")
+    parser.add_argument(
+        "--chat-template", type=existing_file, default=None, help="Jinja file for a base without one"
+    )
+    parser.add_argument(
+        "--dtype", type=dtype_name, default="float32", help="dtype to save in (float32, bfloat16, float16)"
+    )
     parser.set_defaults(func=run)
 
 
@@ -51,10 +65,9 @@ def run(args: argparse.Namespace) -> int:
     settings = SearchR3Settings()
     if args.max_length:
         settings.max_length = args.max_length
-    if args.no_repeat_ngram_size < 0:
-        raise SystemExit("error: --no-repeat-ngram-size must be >= 0")
     settings.no_repeat_ngram_size = args.no_repeat_ngram_size
-    template = args.chat_template.read_text() if args.chat_template else None
+    template = args.chat_template.read_text(encoding="utf-8") if args.chat_template else None
+    note(args, f"making a search-r3 model from {args.base}")
     out = init_model(
         resolve_base(args.base), args.output, settings=settings, dtype=args.dtype, chat_template=template
     )

@@ -11,8 +11,11 @@ from search_r3.cli.common import (
     add_store_options,
     load_model,
     open_store,
+    positive_int,
     print_json,
     print_result,
+    query_text,
+    read_stdin_queries,
     recorded_model,
     result_json,
 )
@@ -25,6 +28,7 @@ EXAMPLES = (
   search-r3 search "heat shields" --no-reasoning                 # one forward pass, no reasoning
   search-r3 search "slug control" --filter topic=gardening --json
   search-r3 search "q1" "q2" --max-reasoning-tokens 32          # several queries
+  echo "why does bread go stale?" | search-r3 search -           # the query from stdin
 
 The model is --model, else $SEARCH_R3_MODEL, else the one the collection was indexed with.
 
@@ -41,8 +45,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("queries", nargs="+", metavar="QUERY", help="query text (quote it)")
-    parser.add_argument("-k", "--top-k", type=int, default=10, help="number of hits (default 10)")
+    parser.add_argument(
+        "queries",
+        nargs="+",
+        type=query_text,
+        metavar="QUERY",
+        help="query text (quote it); - reads it from stdin",
+    )
+    parser.add_argument("-k", "--top-k", type=positive_int, default=10, help="number of hits (default 10)")
     parser.add_argument("--no-reasoning", action="store_true", help="embed the query without reasoning")
     parser.add_argument(
         "--filter",
@@ -83,8 +93,7 @@ def _typed(value: str) -> object:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.top_k <= 0:
-        raise InvalidInputError("-k must be a positive number of hits.")
+    queries = read_stdin_queries(args.queries)
     filters = parse_filters(args.filter)
     embeddings = load_model(args, recorded_model(args))
     results = []
@@ -94,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
                 f"Collection {args.collection!r} is empty; index documents first: "
                 f"search-r3 index PATH --collection {args.collection}"
             )
-        for query in args.queries:
+        for query in queries:
             result = store.search(
                 query,
                 k=args.top_k,
