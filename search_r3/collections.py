@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import os
 import random
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from search_r3.errors import SearchR3Error
+from search_r3.errors import InvalidInputError, SearchR3Error
 from search_r3.jsonl import iter_json_objects
 
 logger = logging.getLogger(__name__)
@@ -143,6 +144,22 @@ def load_classic(path: PathLike, name: str | None = None) -> Collection:
     return _load_classic_files(*files, name=name or root.name)
 
 
+def check_fractions(fractions: Sequence[float]) -> None:
+    """Three finite shares >= 0 (train, dev, test) with a positive sum, else ``InvalidInputError``."""
+    values = list(fractions)
+    if len(values) != 3 or not all(
+        isinstance(f, (int, float)) and math.isfinite(f) and f >= 0 for f in values
+    ):
+        raise InvalidInputError(
+            f"split fractions must be three non-negative finite shares (train dev test), got {values}; "
+            "e.g. 0.5 0.2 0.3."
+        )
+    if sum(values) <= 0:
+        raise InvalidInputError(
+            f"split fractions {values} are all 0, so no query would be in any split; give e.g. 0.5 0.2 0.3."
+        )
+
+
 def split_queries(
     collection: Collection, fractions: tuple[float, ...] = (0.5, 0.2, 0.3), seed: int = 13
 ) -> dict[str, Collection]:
@@ -152,8 +169,7 @@ def split_queries(
         fractions: Shares of ``train``, ``dev`` and ``test`` (normalised to sum to one).
         seed: Shuffling seed; the same seed gives the same split on every machine.
     """
-    if len(fractions) != 3 or any(f < 0 for f in fractions) or sum(fractions) <= 0:
-        raise ValueError(f"fractions must be three non-negative shares (train, dev, test), got {fractions}.")
+    check_fractions(fractions)
     ids = sorted(collection.judged_query_ids(), key=_natural_key)
     random.Random(seed).shuffle(ids)
     total = sum(fractions)

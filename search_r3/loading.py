@@ -57,28 +57,54 @@ def load_model_and_tokenizer(
     """
     torch_dtype = resolve_dtype(dtype, device)
     hub = dict(hub or {})
-    model, tokenizer = _load(source, torch_dtype, hub, chain=[])
+    adapter_chain(source)  # every folder checked, and cycles refused, before anything loads
+    model, tokenizer = _load(source, torch_dtype, hub)
     model.to(device)
     model.eval()
     return model, tokenizer
 
 
-def _load(source: str, torch_dtype: torch.dtype, hub: dict[str, Any], chain: list[str]) -> tuple[Any, Any]:
+def adapter_chain(source: str) -> list[str]:
+    """``source``, its base, that base's base... down to the first model that is not an adapter.
+
+    Raises:
+        ModelLoadError: A folder is missing or holds pickle weights only, the chain comes back to a
+            folder it already passed (an adapter cycle), or it is deeper than ``MAX_ADAPTER_DEPTH``.
+    """
+    chain: list[str] = []
+    keys: list[str] = []
+    current: str | None = source
+    while current is not None:
+        check_local_source(current)
+        path = Path(current).expanduser()
+        key = str(path.resolve()) if path.exists() else current
+        if key in keys:
+            loop = " -> ".join([*chain[keys.index(key) :], current])
+            raise ModelLoadError(
+                f"Adapter cycle: {loop}. Each adapter's base_model_name_or_path (adapter_config.json) "
+                "must name the model it was trained on, never itself or an adapter that leads back to it."
+            )
+        if len(chain) > MAX_ADAPTER_DEPTH:
+            raise ModelLoadError(
+                f"{source!r} stacks more than {MAX_ADAPTER_DEPTH} adapters; merge them into one folder first."
+            )
+        chain.append(current)
+        keys.append(key)
+        current = adapter_base(current)
+    return chain
+
+
+def _load(source: str, torch_dtype: torch.dtype, hub: dict[str, Any]) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    check_local_source(source)
-    _enter_chain(source, chain)
     base = adapter_base(source)
     # An adapter folder normally carries the tokenizer (with the embed token); else use the base's.
     tokenizer_source = source if not base or has_tokenizer(source) else base
     try:
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, trust_remote_code=False, **hub)
         if base and adapter_base(base):  # an adapter trained on an adapter: merge both
-            model, _ = _load(base, torch_dtype, hub, chain)
+            model, _ = _load(base, torch_dtype, hub)
         else:
-            if base:
-                check_local_source(base)
-                _enter_chain(base, chain)
             model = AutoModelForCausalLM.from_pretrained(
                 base or source, dtype=torch_dtype, use_safetensors=True, trust_remote_code=False, **hub
             )
@@ -94,23 +120,6 @@ def _load(source: str, torch_dtype: torch.dtype, hub: dict[str, Any], chain: lis
             "(e.g. an interrupted download or copy) must be fetched or written again."
         ) from exc
     return model, tokenizer
-
-
-def _enter_chain(source: str, chain: list[str]) -> None:
-    """Record ``source`` in the adapter chain; a folder seen before is a cycle."""
-    path = Path(source).expanduser()
-    key = str(path.resolve()) if path.exists() else source
-    if key in chain:
-        loop = " -> ".join([*chain[chain.index(key) :], key])
-        raise ModelLoadError(
-            f"Adapter cycle: {loop}. Each adapter's base_model_name_or_path (adapter_config.json) must "
-            "name the model it was trained on, never itself or an adapter that leads back to it."
-        )
-    if len(chain) >= MAX_ADAPTER_DEPTH:
-        raise ModelLoadError(
-            f"{chain[0]!r} stacks more than {MAX_ADAPTER_DEPTH} adapters; merge them into one folder first."
-        )
-    chain.append(key)
 
 
 def check_local_source(source: str) -> None:

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from search_r3 import offline_models
 from search_r3.errors import ModelLoadError
 from search_r3.init_model import init_model
 from search_r3.loading import load_model_and_tokenizer
-from search_r3.offline_models import cache_dir, offline_model_path
 from search_r3.saving import save_model_folder
 from search_r3.settings import SearchR3Settings
 
@@ -107,7 +107,7 @@ def pretrained_model_path(name: str, build: bool = True) -> Path:
             f"The adapter of {name!r} is missing from this copy of search-r3 ({adapter}). Reinstall "
             "the package, or train it again with `make model` (training/recipes/smollm2-135m.sh)."
         )
-    target = cache_dir() / "pretrained" / f"{name}-{_adapter_digest(adapter)}"
+    target = offline_models.cache_dir() / "pretrained" / f"{name}-{_adapter_digest(adapter)}"
     if not build or (target / "config.json").is_file():
         return target
     _build(spec, adapter, target)
@@ -116,7 +116,7 @@ def pretrained_model_path(name: str, build: bool = True) -> Path:
 
 def _build(spec: PretrainedModel, adapter: Path, target: Path) -> None:
     print(f"search-r3: preparing {spec.name} in {target} (once, about a minute)...", flush=True)
-    base = offline_model_path(spec.base)
+    base = offline_models.offline_model_path(spec.base)
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         untrained = init_model(base, Path(tmp) / "untrained")

@@ -87,15 +87,18 @@ def test_errors_name_the_fix(tiny_llama_dir: Path, docs_dir: Path, tmp_path: Pat
     assert main(["index", str(tmp_path / "missing"), "--model", str(tiny_llama_dir)]) == 1
     assert "does not exist" in capsys.readouterr().err
 
-    assert main(["search", "q", "--path", str(tmp_path / "db")]) == 1  # no model anywhere
+    assert main(["eval", str(write_beir(tmp_path / "beir"))]) == 1  # no model anywhere
     err = capsys.readouterr().err
     assert "--model" in err and "SEARCH_R3_MODEL" in err and "search-r3 init" in err
+
+    assert main(["search", "q", "--path", str(tmp_path / "db")]) == 1  # the store is checked first
+    assert "No collection 'search_r3'" in capsys.readouterr().err
 
     assert main(["index", str(docs_dir), "--model", str(tmp_path)]) == 1
     assert "Could not load a search-r3 model" in capsys.readouterr().err
 
     assert main(["search", "q", "--model", str(tiny_llama_dir), "--path", str(tmp_path / "empty-db")]) == 1
-    assert "is empty; index documents first" in capsys.readouterr().err
+    assert "index documents first" in capsys.readouterr().err
 
 
 def test_locked_store_is_explained(
@@ -145,8 +148,10 @@ def test_eval_table_and_json(tiny_llama_dir: Path, tmp_path: Path, capsys) -> No
     assert "| system | nDCG@10 | Recall@100 | MRR@10 |" in out and "| BM25 | 1.0000 |" in out
     assert out_file.read_text().startswith("| system |")
 
-    assert main(["eval", str(tmp_path / "nowhere")]) == 1
-    assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as done:  # checked while parsing, before anything loads
+        main(["eval", str(tmp_path / "nowhere")])
+    assert done.value.code == 2
+    assert "no folder" in capsys.readouterr().err
 
 
 def test_eval_compares_several_models(

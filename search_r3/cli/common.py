@@ -251,6 +251,43 @@ def recorded_model(args: argparse.Namespace) -> str | None:
         client.close()
 
 
+def check_collection(args: argparse.Namespace) -> str | None:
+    """Before any model loads: the collection must exist and hold documents.
+
+    Returns the model the collection was indexed with when no model was given (else ``None``).
+
+    Raises:
+        StoreError: No such collection, an empty one, or an unreachable server.
+    """
+    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+    from search_r3.store import StoreError, collection_model, open_client
+
+    client = open_client(args.path, args.url, args.api_key)
+    try:
+        if not client.collection_exists(args.collection):
+            known = sorted(c.name for c in client.get_collections().collections)
+            raise StoreError(
+                f"No collection {args.collection!r} in this store (it has: {', '.join(known) or 'none'}); "
+                f"index documents first: search-r3 index PATH --collection {args.collection}"
+            )
+        if client.count(args.collection).count == 0:
+            raise StoreError(
+                f"Collection {args.collection!r} is empty; index documents first: "
+                f"search-r3 index PATH --collection {args.collection}"
+            )
+        if args.model or os.environ.get(MODEL_ENV):
+            return None
+        return collection_model(client, args.collection)
+    except (ResponseHandlingException, UnexpectedResponse) as exc:
+        raise StoreError(
+            f"Could not reach the Qdrant server ({' '.join(str(exc).split())}); check --url / $QDRANT_URL "
+            "and that the server is running, or drop --url to use the local store."
+        ) from exc
+    finally:
+        client.close()
+
+
 def open_store(args: argparse.Namespace, embeddings: Any) -> Any:
     from search_r3.store import QdrantStore
 

@@ -9,6 +9,7 @@ from search_r3.cli.common import (
     add_json_option,
     add_model_options,
     add_store_options,
+    check_collection,
     load_model,
     open_store,
     positive_int,
@@ -16,7 +17,6 @@ from search_r3.cli.common import (
     print_result,
     query_text,
     read_stdin_queries,
-    recorded_model,
     result_json,
 )
 from search_r3.errors import InvalidInputError
@@ -95,7 +95,8 @@ def _typed(value: str) -> object:
 def run(args: argparse.Namespace) -> int:
     queries = read_stdin_queries(args.queries)
     filters = parse_filters(args.filter)
-    embeddings = load_model(args, recorded_model(args))
+    recorded = check_collection(args)  # store problems show before the model load (5-10 s)
+    embeddings = load_model(args, recorded)
     results = []
     with open_store(args, embeddings) as store:
         if store.count() == 0:

@@ -17,6 +17,34 @@ class ConfigError(SearchR3Error, ValueError):
     """A training configuration value is missing or inconsistent."""
 
 
+#: Fixes for configuration errors that libraries raise while the arguments are parsed.
+_HINTS = {
+    "generations": "set num_generations to 2 or more (GRPO compares rollouts of one prompt)",
+    "bf16": "set bf16 false (or use_cpu true) on a machine without a bf16 GPU",
+}
+
+
+def parse_config(parser: object, argv: list[str]) -> tuple:
+    """``parser.parse_args_and_config(argv)`` with library config errors turned into ``ConfigError``.
+
+    The dataclasses of transformers and TRL check their values while they are built (e.g. GRPO's
+    ``num_generations >= 2``); their ``ValueError`` becomes one line that names the field to fix.
+    """
+    import yaml
+
+    try:
+        return tuple(parser.parse_args_and_config(argv))  # type: ignore[attr-defined]
+    except (ValueError, TypeError, yaml.YAMLError) as exc:
+        if isinstance(exc, SearchR3Error):
+            raise
+        message = " ".join(str(exc).split())
+        hint = next(
+            (fix for key, fix in _HINTS.items() if key in message),
+            "fix the value in --config FILE or its --field override",
+        )
+        raise ConfigError(f"Invalid training configuration: {message} ({hint}).") from exc
+
+
 @dataclass
 class ModelArguments:
     """Which model to train and how (full fine-tuning or LoRA)."""

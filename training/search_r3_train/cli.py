@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -32,8 +33,11 @@ examples:
   accelerate launch --config_file configs/accelerate/zero2.yaml -m search_r3_train sft --config my.yaml
   torchrun --nproc_per_node 2 -m search_r3_train sft --config my.yaml --use_cpu true
 
-Run `search-r3-train COMMAND --help` for the options of a command.
+Run `search-r3-train COMMAND --help` for the options of a command. Errors print one line;
+`search-r3-train --debug COMMAND ...` (or SEARCH_R3_DEBUG=1) shows the traceback instead.
 """
+
+DEBUG_ENV = "SEARCH_R3_DEBUG"
 
 RL_MISSING = (
     "error: the `rl` command is not installed in this copy of search-r3-train "
@@ -57,6 +61,9 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Dispatch ``argv`` (default ``sys.argv[1:]``) to a subcommand; returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
+    debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    if args and args[0] == "--debug":
+        debug, args = True, args[1:]
     if not args or args[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if args else 2
@@ -81,9 +88,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise
     try:
         return int(run(rest) or 0)
-    except SearchR3Error as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except (SearchR3Error, OSError) as exc:
+        if debug:
+            raise
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug or a library failure: one line, the traceback with --debug
+        if debug:
+            raise
+        print(
+            f"error: unexpected {type(exc).__name__}: {_one_line(exc)} (rerun with search-r3-train --debug "
+            f"or {DEBUG_ENV}=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__

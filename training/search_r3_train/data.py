@@ -18,7 +18,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from search_r3.collections import Collection, load_collection, split_queries
+from search_r3.collections import Collection, check_fractions, load_collection, split_queries
 from search_r3.errors import SearchR3Error
 
 logger = logging.getLogger(__name__)
@@ -149,6 +149,8 @@ def collection_split(
     """``split`` ("train", "dev", "test" or "all") of the collection in ``path``."""
     if split not in SPLITS:
         raise DataFormatError(f"Unknown split {split!r}; use one of {', '.join(SPLITS)}.")
+    if split != "all":
+        check_fractions(fractions)  # before the (slow) collection load
     collection = load_collection(path)
     if split == "all":
         return collection.subset(collection.judged_query_ids())

@@ -27,10 +27,47 @@ def resolve_resume(value: Any, output_dir: str) -> str | None:
         last = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
         if last is None:
             logger.warning("No checkpoint in %s to resume from: starting from the beginning.", output_dir)
+            return None
+        check_checkpoint(last)
         return last
     if not Path(str(value)).is_dir():
         raise ConfigError(f"resume_from_checkpoint={value!r} is not a checkpoint folder.")
+    check_checkpoint(str(value))
     return str(value)
+
+
+def check_checkpoint(folder: str) -> None:
+    """Refuse, with the fix, a checkpoint that an interrupted save left incomplete.
+
+    Checks that ``trainer_state.json`` parses, that every ``*.safetensors`` header covers its
+    file, and that every ``*.pt`` / ``*.pth`` (optimizer, scheduler, RNG states; torch zip files)
+    is a whole zip archive. Reads headers only, so it costs milliseconds.
+    """
+    import zipfile
+
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(folder)
+    fix = (
+        f"the checkpoint {path} is incomplete (an interrupted save?): delete it and resume from an earlier "
+        f"checkpoint-N folder, or start again without resume_from_checkpoint"
+    )
+    state = path / "trainer_state.json"
+    if not state.is_file():
+        raise ConfigError(f"No trainer_state.json: {fix}.")
+    try:
+        json.loads(state.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"trainer_state.json does not parse ({exc}): {fix}.") from None
+    for file in sorted(path.rglob("*.safetensors")):
+        try:
+            with safe_open(str(file), "pt"):
+                pass
+        except (SafetensorError, OSError) as exc:
+            raise ConfigError(f"{file.name} is damaged ({' '.join(str(exc).split())}): {fix}.") from None
+    for file in sorted([*path.glob("*.pt"), *path.glob("*.pth")]):
+        if not zipfile.is_zipfile(file):
+            raise ConfigError(f"{file.name} is truncated or damaged: {fix}.")
 
 
 def check_config(data_args: DataArguments, loss_args: LossArguments, training_args: Any) -> None:
@@ -65,6 +102,8 @@ def run_sft(
     from search_r3_train.trainer import SFTTrainer
 
     check_config(data_args, loss_args, training_args)
+    # a broken checkpoint fails now, not after the data and model loads
+    checkpoint = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
     examples = load_training_examples(
         data_args.train_file,
         data_args.train_split,
@@ -122,9 +161,7 @@ def run_sft(
     if trainer.is_world_process_zero():
         docs = f", dev: {len(dev.queries)} queries x {len(dev.corpus)} documents" if dev is not None else ""
         print(f"training on {len(examples)} queries ({collator.group_size} documents each per step){docs}")
-    trainer.train(
-        resume_from_checkpoint=resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
-    )
+    trainer.train(resume_from_checkpoint=checkpoint)
     output = save_trained_model(trainer, model_args.use_lora, model_args.merge_lora, model_args.model_dtype)
     result = summary.summary(trainer.state, training_args, str(output))
     if trainer.is_world_process_zero():

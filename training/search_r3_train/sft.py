@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from search_r3_train.arguments import DataArguments, LossArguments, ModelArguments
+from search_r3_train.arguments import DataArguments, LossArguments, ModelArguments, parse_config
 
 EXAMPLES = """examples:
   search-r3-train sft --config configs/sft_tiny_cpu.yaml --model_name_or_path ./tiny-r3
@@ -39,8 +39,7 @@ def build_parser():
 
 def parse_args(argv: Sequence[str]) -> tuple[ModelArguments, DataArguments, LossArguments, object]:
     """Parse ``--config FILE`` and ``--field value`` overrides into the four dataclasses."""
-    parser = build_parser()
-    model_args, data_args, loss_args, training_args = parser.parse_args_and_config(list(argv))
+    model_args, data_args, loss_args, training_args = parse_config(build_parser(), list(argv))
     return model_args, data_args, loss_args, training_args
 
 

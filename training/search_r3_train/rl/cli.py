@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from search_r3_train.arguments import DataArguments, ModelArguments
+from search_r3_train.arguments import DataArguments, ModelArguments, parse_config
 from search_r3_train.rl.arguments import EnvironmentArguments, RewardArguments, RLDataArguments
 from search_r3_train.run_sft import resolve_resume
 
@@ -48,7 +48,7 @@ def build_parser():
 
 def parse_args(argv: Sequence[str]) -> tuple:
     """Parse ``--config FILE`` and ``--field value`` overrides into the six dataclasses."""
-    return tuple(build_parser().parse_args_and_config(list(argv)))
+    return parse_config(build_parser(), list(argv))
 
 
 def run(args: tuple) -> dict:
