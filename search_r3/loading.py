@@ -98,8 +98,10 @@ def _load(source: str, torch_dtype: torch.dtype, hub: dict[str, Any]) -> tuple[A
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     base = adapter_base(source)
-    # An adapter folder normally carries the tokenizer (with the embed token); else use the base's.
-    tokenizer_source = source if not base or has_tokenizer(source) else base
+    # An adapter folder normally carries the tokenizer (with the embed token); else the nearest
+    # folder down the chain that has one (the base model's, at the latest).
+    chain = adapter_chain(source)
+    tokenizer_source = next((folder for folder in chain if has_tokenizer(folder)), chain[-1])
     try:
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, trust_remote_code=False, **hub)
         if base and adapter_base(base):  # an adapter trained on an adapter: merge both
