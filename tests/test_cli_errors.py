@@ -280,6 +280,8 @@ def test_dash_reads_the_query_from_stdin(tiny_llama_dir: Path, tmp_path: Path, m
     capsys.readouterr()
     monkeypatch.setattr("sys.stdin", io.StringIO("why does bread go stale?\n"))
     assert main(["search", "-", *store, "--max-reasoning-tokens", "2", "--json", "-q"]) == 0
-    results = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    assert captured.err == ""  # --quiet: no notes, no progress bars
+    results = json.loads(captured.out)
     assert [r["query"] for r in results] == ["why does bread go stale?"]
     assert results[0]["hits"][0]["id"].endswith("bread.md")

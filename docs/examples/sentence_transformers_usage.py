@@ -6,8 +6,6 @@ Run:  SEARCH_R3_MODEL=path/or/hub-id python docs/examples/sentence_transformers_
 import os
 import tempfile
 
-from sentence_transformers import SentenceTransformer
-
 from search_r3.st_module import encode_queries, load_sentence_transformer
 
 MODEL = os.environ.get("SEARCH_R3_MODEL", "ytgui/Search-R3.0-Small")
@@ -34,10 +32,10 @@ encoded = encode_queries(model, ["why is the sky blue?", "how does sourdough ris
 print(encoded.embeddings.shape, encoded.reasoning, encoded.forced)
 
 # Saving writes a plain transformers checkpoint plus the sentence-transformers files; it never
-# runs generation for the model card. The saved folder loads with trust_remote_code=True
-# (the module class comes from the installed search_r3 package, not from the folder).
+# runs generation for the model card. Load the saved folder the same way: load_sentence_transformer
+# runs no code from the folder (trust_remote_code=True would import whatever modules.json names).
 with tempfile.TemporaryDirectory() as folder:
     model.save(folder)
-    reloaded = SentenceTransformer(folder, trust_remote_code=True, device=str(model.device))
+    reloaded = load_sentence_transformer(folder, device=str(model.device))
     same = reloaded.encode_document(documents)
     print("identical after save/load:", bool(abs(same - doc_vectors).max() < 1e-5))

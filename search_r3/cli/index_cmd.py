@@ -15,6 +15,7 @@ from search_r3.cli.common import (
     open_store,
     print_json,
     recorded_model,
+    show_progress,
 )
 
 EXAMPLES = (
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
             ids=[d.id for d in docs],
             metadatas=[d.metadata for d in docs],
             batch_size=args.batch_size,
-            show_progress_bar=True,
+            show_progress_bar=show_progress(args),
             skip_existing=not args.reindex,
         )
         total = store.count()

@@ -113,6 +113,12 @@ def configure_logging(verbose: bool, quiet: bool) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
     for handler in logging.getLogger().handlers:
         handler.setLevel(level)
+    from transformers.utils import logging as transformers_logging  # its weight-loading bars
+
+    if quiet:
+        transformers_logging.disable_progress_bar()
+    else:
+        transformers_logging.enable_progress_bar()
 
 
 def one_line(exc: BaseException) -> str:

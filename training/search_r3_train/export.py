@@ -2,7 +2,8 @@
 
 Every output holds the tokenizer, a ``config.json`` carrying the ``search_r3`` settings, and the
 sentence-transformers metadata (``modules.json``...), so ``ReasoningEmbeddings.from_pretrained``
-and ``SentenceTransformer(path, trust_remote_code=True)`` both load it. An adapter folder records
+and ``search_r3.st_module.load_sentence_transformer(path)`` both load it (neither runs code from
+the folder). An adapter folder records
 its base model by absolute path (or Hub id); the core loader merges it on load.
 """
 
