@@ -199,6 +199,7 @@ class ReasoningEmbeddings:
 
     @max_length.setter
     def max_length(self, value: int) -> None:
+        value = check_count("max_length", value, 1)
         limit = getattr(self.model.config.get_text_config(), "max_position_embeddings", None)
         if limit and value > limit:
             logger.warning("max_length=%d is above the model's %d positions; using %d.", value, limit, limit)

@@ -81,7 +81,7 @@ class PromptBuilder:
 
     def __init__(self, tokenizer: Any, settings: SearchR3Settings, max_length: int | None = None):
         if not getattr(tokenizer, "chat_template", None):
-            raise ValueError(
+            raise InvalidInputError(
                 "The tokenizer has no chat template; search-r3 needs an instruction-tuned model "
                 "(pass one with a chat template, or set tokenizer.chat_template before init)."
             )
@@ -111,7 +111,10 @@ class PromptBuilder:
                 messages, tokenize=False, add_generation_prompt=True
             )
             if rendered.count(_SENTINEL) != 1:
-                raise ValueError("The chat template does not place the user message exactly once.")
+                raise InvalidInputError(
+                    "The chat template does not place the user message exactly once; pass a standard "
+                    "chat template (search-r3 init --chat-template FILE)."
+                )
             before, after = rendered.split(_SENTINEL)
             cached = _Template(self._encode_markup(before), self._encode_markup(after))
             self._templates[instruction] = cached
@@ -132,7 +135,7 @@ class PromptBuilder:
         ids = self.encode_plain(text[: self.max_length * CHARS_PER_TOKEN])
         budget = self.max_length - reserved
         if budget <= 0:
-            raise ValueError(
+            raise InvalidInputError(
                 f"max_length={self.max_length} leaves no room for the text after the prompt "
                 f"({reserved} tokens); raise max_length."
             )

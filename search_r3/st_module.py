@@ -111,7 +111,11 @@ class SearchR3Module(InputModule):
         self.model = embeddings.model  # registered as a submodule, so .to(device) and .parameters() work
         self.tokenizer = embeddings.tokenizer
         self.reasoning = embeddings.reasoning if reasoning is None else bool(reasoning)
-        self.max_reasoning_tokens = max_reasoning_tokens or embeddings.max_reasoning_tokens
+        self.max_reasoning_tokens = (
+            embeddings.max_reasoning_tokens
+            if max_reasoning_tokens is None
+            else embeddings.checked_budget(max_reasoning_tokens)
+        )
         self.default_task = default_task
         self.log_size = log_size
         self.last_reasoning: list[str] = []
@@ -301,7 +305,7 @@ def load_sentence_transformer(
     if reasoning is not None:
         module.reasoning = reasoning
     if max_reasoning_tokens is not None:
-        module.max_reasoning_tokens = max_reasoning_tokens
+        module.max_reasoning_tokens = module.embeddings.checked_budget(max_reasoning_tokens)
     return SentenceTransformer(modules=[module], device=device)
 
 

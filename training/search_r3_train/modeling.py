@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from search_r3.devices import resolve_dtype
+from search_r3.loading import secure_embed_token
 from search_r3.pooling import backbone_of, pool_embed_token, position_ids_from_mask
 from search_r3.prompts import PromptBuilder
 from search_r3.settings import CONFIG_KEY, SearchR3Settings
@@ -131,6 +132,7 @@ def load_for_training(args: ModelArguments, kl_reference: bool) -> LoadedModel:
             settings.embed_token,
         )
         add_embed_token(model, tokenizer, settings.embed_token)
+    secure_embed_token(tokenizer, settings.embed_token)  # never an embed id from user text
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     settings.write_to_model_config(model.config)
