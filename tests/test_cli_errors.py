@@ -129,6 +129,9 @@ ARGUMENT_CASES = [
     ("eval-data", ["eval", "{tmp}/nowhere"], "eval", "no folder"),
     ("demo-top-k", ["demo", "-k", "0"], "demo", "must be a whole number >= 1"),
     ("index-device", ["index", "{tmp}", "--device", "cuda:7x"], "index", "unknown device"),
+    ("empty-store-path", ["search", "q", "--path", ""], "search", "the store path is empty"),
+    ("store-path-is-a-file", ["index", "{tmp}", "--path", "{file}"], "index", "is a file; the store path"),
+    ("path-and-url", ["search", "q", "--path", "{tmp}", "--url", "http://127.0.0.1:9"], "search", "not both"),
 ]
 
 

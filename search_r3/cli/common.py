@@ -125,6 +125,22 @@ def output_folder(value: str) -> Path:
     return path
 
 
+def store_path(value: str) -> str:
+    """A local store folder or ``:memory:``; never empty (that would be the current folder)."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("the store path is empty; pass a folder or :memory:")
+    path = Path(value).expanduser()
+    if value != ":memory:" and path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{value!r} is a file; the store path must be a folder")
+    return value
+
+
+def check_store_choice(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """--path (local) and --url (server) exclude each other."""
+    if getattr(args, "path", None) is not None and getattr(args, "url", None):
+        parser.error("give --path (a local store) or --url (a Qdrant server), not both")
+
+
 def existing_folder(value: str) -> Path:
     """A folder to read."""
     path = Path(value).expanduser()
@@ -196,7 +212,9 @@ def add_model_options(
 
 def add_store_options(parser: argparse.ArgumentParser, *, collection: str = "search_r3") -> None:
     group = parser.add_argument_group("store")
-    group.add_argument("--path", default=None, help="local store folder, or :memory: (default: see below)")
+    group.add_argument(
+        "--path", type=store_path, default=None, help="local store folder, or :memory: (default: see below)"
+    )
     group.add_argument("--url", default=None, help="Qdrant server URL (default: $QDRANT_URL if set)")
     group.add_argument("--api-key", default=None, help="Qdrant server API key (default: $QDRANT_API_KEY)")
     group.add_argument("--collection", default=collection, help=f"collection name (default: {collection})")

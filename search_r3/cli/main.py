@@ -21,6 +21,7 @@ from typing import Any
 
 from search_r3 import __version__
 from search_r3.cli import demo_cmd, eval_cmd, index_cmd, init_cmd, search_cmd
+from search_r3.cli.common import check_store_choice
 from search_r3.errors import SearchR3Error
 
 DEBUG_ENV = "SEARCH_R3_DEBUG"
@@ -90,9 +91,10 @@ def add_output_options(parser: argparse.ArgumentParser, default: Any) -> None:
 def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse; an unknown option is reported by the subcommand's parser (with its usage)."""
     args, extras = parser.parse_known_args(argv)
+    sub = _subparser(parser, getattr(args, "command", None)) or parser
     if extras:
-        sub = _subparser(parser, getattr(args, "command", None))
-        (sub or parser).error(f"unrecognized arguments: {' '.join(extras)}")
+        sub.error(f"unrecognized arguments: {' '.join(extras)}")
+    check_store_choice(sub, args)
     return args
 
 
