@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from search_r3.collections import Collection
+from search_r3.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from search_r3.model import QueryEncodings, ReasoningEmbeddings
@@ -57,11 +58,11 @@ def evaluate_run(
 
     judged = {q: d for q, d in qrels.items() if any(v > 0 for v in d.values())}
     if not judged:
-        raise ValueError("No query has a relevant document in qrels; nothing to evaluate.")
+        raise InvalidInputError("No query has a relevant document in qrels; nothing to evaluate.")
     try:
         parsed = {name: ir_measures.parse_measure(name) for name in metrics}
     except (ValueError, NameError, TypeError) as exc:
-        raise ValueError(
+        raise InvalidInputError(
             f"Unknown metric in {list(metrics)}: {exc}. "
             "Use ir-measures names, e.g. nDCG@10, R@100, RR@10, AP."
         ) from exc
@@ -137,7 +138,7 @@ def dense_run(
     if doc_vectors is None:
         doc_ids, doc_vectors = encode_corpus(embeddings, collection, show_progress_bar)
     elif len(doc_vectors) != len(doc_ids):
-        raise ValueError(
+        raise InvalidInputError(
             f"doc_vectors has {len(doc_vectors)} rows but the collection has {len(doc_ids)} non-empty "
             "documents; make them with encode_corpus(embeddings, collection)."
         )
@@ -238,7 +239,7 @@ def judged_only(collection: Collection) -> Collection:
     """The collection reduced to its judged queries (raises when none is judged)."""
     queries = collection.subset(collection.judged_query_ids())
     if not queries.queries:
-        raise ValueError(f"{collection.name}: no query has a relevant document; nothing to evaluate.")
+        raise InvalidInputError(f"{collection.name}: no query has a relevant document; nothing to evaluate.")
     return queries
 
 
