@@ -191,7 +191,7 @@ def test_eval_compares_several_models(
     for parent in ("a", "b"):
         (tmp_path / parent / "model").mkdir(parents=True)
     same = ["--model", str(tmp_path / "a" / "model"), "--model", str(tmp_path / "b" / "model")]
-    assert main(["eval", str(data), *same]) == 2
+    assert main(["eval", str(data), *same]) == 1
     assert "share the row label 'model'" in capsys.readouterr().err
 
 

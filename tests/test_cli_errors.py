@@ -241,6 +241,13 @@ def test_settings_entry_that_is_not_an_object(tiny_llama_dir: Path, tmp_path: Pa
     assert "'search_r3' entry of the model config must be a JSON object" in line and "search-r3 init" in line
 
 
+def test_nothing_to_evaluate_is_an_error_even_when_quiet(tmp_path: Path, capsys) -> None:
+    line = run_error(
+        ["eval", str(write_beir(tmp_path / "beir")), "--reasoning", "none", "--no-bm25", "-q"], capsys
+    )
+    assert "Nothing to evaluate" in line and "drop one of them" in line
+
+
 def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(
     tmp_path: Path, monkeypatch, capsys
 ) -> None:

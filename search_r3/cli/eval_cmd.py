@@ -21,7 +21,7 @@ from search_r3.cli.common import (
     resolve_model,
     show_progress,
 )
-from search_r3.errors import ModelLoadError
+from search_r3.errors import InvalidInputError, ModelLoadError
 
 EXAMPLES = """examples:
   search-r3 eval ../shared/data/cranfield --model ./my-model --max-reasoning-tokens 32
@@ -185,14 +185,16 @@ def run(args: argparse.Namespace) -> int:
         except ModelLoadError as exc:
             raise ModelLoadError(f"{exc} For baseline rows only, pass --reasoning none.") from exc
     if not models and not st_models and args.no_bm25:
-        note(args, "nothing to evaluate: no model rows (--reasoning none) and --no-bm25")
-        return 2
+        raise InvalidInputError(
+            "Nothing to evaluate: no model rows (--reasoning none) and --no-bm25; drop one of them."
+        )
     for kind, specs in (("--model", models), ("--st-model", st_models)):
         labels = [spec.label for spec in specs]
         repeated = sorted({label for label in labels if labels.count(label) > 1})
         if repeated:
-            note(args, f"two {kind} values share the row label {repeated[0]!r}; name them {kind} LABEL=PATH")
-            return 2
+            raise InvalidInputError(
+                f"Two {kind} values share the row label {repeated[0]!r}; name them {kind} LABEL=PATH."
+            )
     # One model keeps the one-model row names unless a label was asked for.
     single = len(models) == 1 and not models[0].named
     note(args, f"{collection.name}: {len(collection.corpus)} documents, {len(judged)} judged queries")
