@@ -71,6 +71,12 @@ def init_model(
             f"{output} is a file; pass a folder to write the model into (it is created if missing)."
         )
     torch_dtype = resolve_dtype(dtype, "cpu")  # checked before anything loads
+    local = Path(base).expanduser()
+    if not local.exists() and (local.is_absolute() or str(base).startswith((".", "~"))):
+        raise ModelLoadError(
+            f"No base model folder at {str(base)!r}; pass an existing folder, a Hub id such as "
+            "Qwen/Qwen2.5-1.5B-Instruct, or an offline model name such as smollm2-135m-instruct."
+        )
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(base), trust_remote_code=False, **hub_kwargs)
     except (OSError, ValueError, KeyError, TypeError) as exc:

@@ -195,6 +195,11 @@ def test_base_without_chat_template(tiny_llama_dir: Path, tmp_path: Path, capsys
     assert not (tmp_path / "out").exists()
 
 
+def test_base_folder_that_does_not_exist(tmp_path: Path, capsys) -> None:
+    line = run_error(["init", str(tmp_path / "nope"), str(tmp_path / "out")], capsys)
+    assert "No base model folder at" in line and "smollm2-135m-instruct" in line
+
+
 def test_empty_stdin_query(tmp_path: Path, monkeypatch, loads: list[str], capsys) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO("  \n"))
     line = run_error(["search", "-", "--path", str(tmp_path / "db")], capsys)
