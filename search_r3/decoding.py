@@ -67,7 +67,7 @@ class SamplingOptions:
 
 @dataclass
 class DecodedBatch:
-    """Result of :func:`reason_and_embed` for one batch, in input order."""
+    """Result of ``reason_and_embed`` for one batch, in input order."""
 
     embeddings: torch.Tensor  # (n, dim) float32
     generated_ids: list[list[int]]  # reasoning ids as generated, the embed token included if emitted
@@ -346,7 +346,7 @@ class Decoder:
         self.backend.set_prefix(ids)
 
     def admit(self, rows: Sequence[DecodeRow]) -> None:
-        """Start decoding ``rows``; they take part from the next :meth:`step` on."""
+        """Start decoding ``rows``; they take part from the next ``step`` on."""
         rows = list(rows)
         if not rows:
             return

@@ -82,6 +82,10 @@ class ReasoningEmbeddings:
         >>> scores = res.embeddings @ docs.T
     """
 
+    #: KV backend of reasoning: "auto" (preallocated slots for Llama-layout models, else the
+    #: transformers cache), "slots" or "transformers" (see ``search_r3.decoding.decode_backend``).
+    decode_backend: str = "auto"
+
     def __init__(
         self,
         model: Any,
@@ -242,6 +246,7 @@ class ReasoningEmbeddings:
             closing_ids=self.prompts.closing_ids[:-1],
             no_repeat_ngram_size=self.settings.no_repeat_ngram_size,
             prefix=self.reasoning_head_ids(),
+            backend=self.decode_backend,
         )
         return self.query_encodings(decoded.generated_ids, decoded.forced, decoded.embeddings)
 

@@ -35,7 +35,7 @@ LENGTH_STEP = 128
 
 
 def supports(causal_lm: Any) -> bool:
-    """Whether ``causal_lm`` can decode on :class:`SlotDecoder` (a plain Llama-layout model)."""
+    """Whether ``causal_lm`` can decode on ``SlotDecoder`` (a plain Llama-layout model)."""
     try:
         backbone = backbone_of(causal_lm)
         config = backbone.config
@@ -129,6 +129,8 @@ class _Weights:
         self.hidden = int(config.hidden_size)
         self.dtype, self.device = self.head.weights[0].dtype, self.head.weights[0].device
         self.version = _version(causal_lm)
+        #: the last prompt head computed: its ids, and its keys and values per layer
+        self.prefix: tuple[list[int], list[torch.Tensor], list[torch.Tensor]] = ([], [], [])
 
 
 def _version(causal_lm: Any) -> tuple[tuple[int, int], ...]:
@@ -152,7 +154,7 @@ class SlotDecoder:
     """Live rows in KV slots ``0..n-1``; admit rows, feed tokens, drop finished rows.
 
     Args:
-        causal_lm: A model for which :func:`supports` is true.
+        causal_lm: A model for which ``supports`` is true.
         pack: Use packed weight copies for single-row steps on a CPU.
 
     Example:
@@ -168,7 +170,9 @@ class SlotDecoder:
 
     def __init__(self, causal_lm: Any, *, pack: bool = True):
         self.w = _weights(causal_lm, pack)
-        self.causal_lm = causal_lm
+        self._clear()
+
+    def _clear(self) -> None:
         self.lengths: list[int] = []  # tokens stored per live row
         self.keys: list[torch.Tensor] = []  # per layer: (slots, kv_heads, capacity, head_dim)
         self.values: list[torch.Tensor] = []
@@ -205,19 +209,23 @@ class SlotDecoder:
                     store.append(new)
 
     def set_prefix(self, ids: Sequence[int]) -> None:
-        """Compute and keep the keys and values of ``ids``, a head many prompts start with."""
+        """Compute and keep the keys and values of ``ids``, a head many prompts start with.
+
+        The last head computed is kept with the model's weights, so later decoders reuse it.
+        """
         ids = [int(i) for i in ids]
-        if ids == self.prefix or not ids:
+        if not ids or ids == self.prefix:
             return
-        scratch = SlotDecoder.__new__(SlotDecoder)
-        scratch.__dict__.update(self.__dict__)  # same weights, own (empty) storage
-        scratch.lengths, scratch.keys, scratch.values = [], [], []
-        scratch.prefix, scratch.prefix_keys, scratch.prefix_values = [], [], []
-        scratch._reserve(1, len(ids))
-        scratch._forward(torch.tensor([ids], device=self.w.device), [0], 0)
-        self.prefix = ids
-        self.prefix_keys = [k[0, :, : len(ids)].clone() for k in scratch.keys]
-        self.prefix_values = [v[0, :, : len(ids)].clone() for v in scratch.values]
+        if self.w.prefix[0] != ids:
+            scratch = SlotDecoder.__new__(SlotDecoder)  # same weights, storage of its own
+            scratch.w = self.w
+            scratch._clear()
+            scratch._reserve(1, len(ids))
+            scratch._forward(torch.tensor([ids], device=self.w.device), [0], 0)
+            keys = [k[0, :, : len(ids)].clone() for k in scratch.keys]
+            values = [v[0, :, : len(ids)].clone() for v in scratch.values]
+            self.w.prefix = (ids, keys, values)
+        self.prefix, self.prefix_keys, self.prefix_values = self.w.prefix
 
     # -- rows -------------------------------------------------------------------------------
     def admit(self, prompts: Sequence[Sequence[int]]) -> torch.Tensor:
