@@ -338,3 +338,36 @@ def test_backends_agree(setup):
     slots, plain = (_decode(model, builder, prompts, 10, backend=b) for b in ("slots", "transformers"))
     assert slots.generated_ids == plain.generated_ids and slots.forced == plain.forced
     assert torch.allclose(slots.embeddings, plain.embeddings, atol=1e-5)
+
+
+def test_slots_grow_while_rows_decode(setup, monkeypatch):
+    """A cache that starts small and grows (rows and positions) while rows decode changes nothing."""
+    from search_r3 import slot_decoder
+
+    model, _, builder = setup
+    prompts = builder.build(QUERIES, "reasoning")
+    want = _decode(model, builder, prompts, 10, backend="transformers")
+    monkeypatch.setattr(slot_decoder, "LENGTH_STEP", 4)
+    decoder = slot_decoder.SlotDecoder(model)
+    decoder.set_prefix(prompts[0][: shared_prefix_length(prompts)])
+    hidden = [decoder.admit([prompts[0]])]  # one slot at first; the others arrive later
+    for prompt in prompts[1:]:
+        hidden.append(decoder.admit([prompt]))
+        assert decoder.keys[0].shape[2] % 4 == 0 and decoder.keys[0].shape[0] >= decoder.size
+    last = torch.cat(hidden)
+    generated = [[] for _ in prompts]
+    with torch.inference_mode():
+        for _ in range(10):
+            tokens = decoder.logits(last).argmax(-1).tolist()
+            for row, token in enumerate(tokens):
+                generated[row].append(token)
+            last = decoder.step(tokens)
+    assert generated == want.generated_ids
+    assert decoder.lengths == [len(p) + 10 for p in prompts]
+    with torch.inference_mode():
+        decoder.keep([4, 1])  # rows leave: the others move down, in order
+        assert decoder.lengths == [len(prompts[4]) + 10, len(prompts[1]) + 10]
+        last = decoder.step(decoder.logits(last[[4, 1]]).argmax(-1).tolist())
+        tokens = decoder.logits(last).argmax(-1).tolist()
+    longer = _decode(model, builder, [prompts[4], prompts[1]], 12, backend="transformers")
+    assert [ids[11] for ids in longer.generated_ids] == tokens  # their caches moved intact
