@@ -18,7 +18,8 @@ head all rows share (chat template and system instruction) is computed once per 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -445,6 +446,8 @@ def reason_and_embed(
     no_repeat_ngram_size: int = 0,
     prefix: Sequence[int] | None = None,
     backend: str = "auto",
+    max_batch_size: int | None = None,
+    on_done: Callable[[int], Any] | None = None,
 ) -> DecodedBatch:
     """Generate reasoning for each prompt and return the embedding at the embed token.
 
@@ -467,6 +470,9 @@ def reason_and_embed(
         prefix: A prompt head to compute once for the rows that start with it (default: the
             prefix the prompts share, if at least ``MIN_SHARED_PREFIX`` tokens).
         backend: ``"auto"``, ``"slots"`` or ``"transformers"`` (see ``decode_backend``).
+        max_batch_size: Most rows decoding at once (default: all). The next prompts, in order,
+            take the place of finished rows at once (on the transformers cache: once all are done).
+        on_done: Called with the number of rows finished, after each step that finishes some.
 
     Example:
         ```python
@@ -494,9 +500,18 @@ def reason_and_embed(
     if prefix is not None and len(prefix) >= MIN_SHARED_PREFIX:
         decoder.set_prefix(prefix)
     rows = [DecodeRow(prompt=p, max_new_tokens=max_new_tokens, tag=i) for i, p in enumerate(prompts)]
-    decoder.admit(rows)
-    while decoder.rows:
-        decoder.step()
+    if max_batch_size is not None and max_batch_size < 1:
+        raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}.")
+    pending = deque(rows)
+    while True:
+        if pending and decoder.can_admit:
+            room = (max_batch_size or n) - len(decoder.rows)
+            decoder.admit([pending.popleft() for _ in range(min(room, len(pending)))])
+        if not decoder.rows:
+            break
+        finished = decoder.step()
+        if finished and on_done is not None:
+            on_done(len(finished))
     return DecodedBatch(
         embeddings=torch.stack([row.embedding for row in rows]),
         generated_ids=[row.generated for row in rows],

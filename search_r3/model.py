@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -229,8 +229,16 @@ class ReasoningEmbeddings:
         prompts: Sequence[Sequence[int]],
         max_reasoning_tokens: int | None = None,
         sampling: SamplingOptions | None = None,
+        *,
+        batch_size: int | None = None,
+        on_done: Callable[[int], Any] | None = None,
     ) -> QueryEncodings:
-        """Generate reasoning for reasoning prompts and embed at the token, one batch."""
+        """Generate reasoning for reasoning prompts and embed at the token.
+
+        Args:
+            batch_size: Most prompts decoding at once (default: all of them).
+            on_done: Called with the number of prompts finished, after each step that ends some.
+        """
         decoded = reason_and_embed(
             self.model,
             prompts,
@@ -247,6 +255,8 @@ class ReasoningEmbeddings:
             no_repeat_ngram_size=self.settings.no_repeat_ngram_size,
             prefix=self.reasoning_head_ids(),
             backend=self.decode_backend,
+            max_batch_size=batch_size,
+            on_done=on_done,
         )
         return self.query_encodings(decoded.generated_ids, decoded.forced, decoded.embeddings)
 
@@ -341,23 +351,24 @@ class ReasoningEmbeddings:
             return QueryEncodings(vectors, [""] * n, np.zeros(n, dtype=bool), [0] * n)
         prompts = self.prompts.build(queries, "reasoning")
         sampling = SamplingOptions(do_sample, temperature, top_p, seed)
-        parts: dict[int, QueryEncodings] = {}
-        batches = list(length_sorted_batches([len(p) for p in prompts], batch_size or self.batch_size))
-        for batch in self._progress(batches, show_progress_bar, len(prompts) > 4, "Reasoning"):
-            result = self.reason_prompt_ids([prompts[i] for i in batch], max_reasoning_tokens, sampling)
-            for j, i in enumerate(batch):
-                parts[i] = QueryEncodings(
-                    result.embeddings[j : j + 1],
-                    [result.reasoning[j]],
-                    result.forced[j : j + 1],
-                    [result.generated_tokens[j]],
-                )
-        ordered = [parts[i] for i in range(len(prompts))]
+        # Longest first, at most batch_size rows decoding at once; a row that finishes makes room
+        # for the next prompt at once (on the transformers cache: when the whole batch is done).
+        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+        show = len(prompts) > 4 if show_progress_bar is None else show_progress_bar
+        with tqdm(total=len(prompts), desc="Reasoning", unit="query", disable=not show) as bar:
+            result = self.reason_prompt_ids(
+                [prompts[i] for i in order],
+                max_reasoning_tokens,
+                sampling,
+                batch_size=batch_size or self.batch_size,
+                on_done=bar.update,
+            )
+        back = np.argsort(order)
         return QueryEncodings(
-            embeddings=np.concatenate([p.embeddings for p in ordered]) if ordered else self._empty(),
-            reasoning=[p.reasoning[0] for p in ordered],
-            forced=np.concatenate([p.forced for p in ordered]) if ordered else np.zeros(0, dtype=bool),
-            generated_tokens=[p.generated_tokens[0] for p in ordered],
+            embeddings=result.embeddings[back] if len(prompts) else self._empty(),
+            reasoning=[result.reasoning[j] for j in back],
+            forced=result.forced[back] if len(prompts) else np.zeros(0, dtype=bool),
+            generated_tokens=[result.generated_tokens[j] for j in back],
         )
 
     def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:

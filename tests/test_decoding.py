@@ -371,3 +371,27 @@ def test_slots_grow_while_rows_decode(setup, monkeypatch):
         tokens = decoder.logits(last).argmax(-1).tolist()
     longer = _decode(model, builder, [prompts[4], prompts[1]], 12, backend="transformers")
     assert [ids[11] for ids in longer.generated_ids] == tokens  # their caches moved intact
+
+
+def test_finished_rows_make_room_for_the_next_prompts(setup, backend):
+    model, _, builder = setup
+    prompts = builder.build(QUERIES, "reasoning")
+    biased, _, step = biased_copy(model, prompts, builder.embed_id)
+    budget = step + 4
+    everything = _decode(biased, builder, prompts, budget, backend=backend)
+    rows_fed = []
+    hook = biased.get_input_embeddings().register_forward_hook(
+        lambda module, args, out: rows_fed.append(args[0].shape[0])
+    )
+    done = []
+    try:
+        two = _decode(
+            biased, builder, prompts, budget, backend=backend, max_batch_size=2, on_done=done.append
+        )
+    finally:
+        hook.remove()
+    assert max(rows_fed) <= 2 and sum(done) == len(prompts)
+    assert two.generated_ids == everything.generated_ids and two.forced == everything.forced
+    assert torch.allclose(two.embeddings, everything.embeddings, atol=1e-5)
+    with pytest.raises(ValueError, match="max_batch_size"):
+        _decode(biased, builder, prompts, budget, backend=backend, max_batch_size=0)
