@@ -109,7 +109,6 @@ class ReasoningEmbeddings:
         self._max_batch_tokens = max_batch_tokens
         self.embed_id = self.prompts.embed_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self._reasoning_head: list[int] | None = None
         self.model.eval()
 
     # -- loading ----------------------------------------------------------------------------
@@ -274,10 +273,11 @@ class ReasoningEmbeddings:
 
     def reasoning_head_ids(self) -> list[int]:
         """The head every reasoning prompt starts with (chat template and instruction)."""
-        if self._reasoning_head is None:
+        head = self.__dict__.get("_reasoning_head")
+        if head is None:
             a, b = (self.prompts.reasoning_prompt_ids(t) for t in ("a", "b"))
-            self._reasoning_head = list(a[: shared_prefix_length([a, b])])
-        return self._reasoning_head
+            head = self._reasoning_head = list(a[: shared_prefix_length([a, b])])
+        return head
 
     def query_encodings(
         self, generated: Sequence[Sequence[int]], forced: Sequence[bool], embeddings: torch.Tensor
