@@ -285,12 +285,14 @@ class QueryEngine:
         self._complete(row.tag, result)
 
     def _complete(self, request: _Request, result: QueryEncodings) -> None:
-        self.stats.completed += 1
+        with self._cond:
+            self.stats.completed += 1
         with contextlib.suppress(InvalidStateError):  # cancelled meanwhile
             request.future.set_result(result)
 
     def _fail(self, request: _Request, exc: BaseException) -> None:
-        self.stats.failed += 1
+        with self._cond:
+            self.stats.failed += 1
         with contextlib.suppress(InvalidStateError):  # cancelled meanwhile, or already resolved
             request.future.set_exception(exc)
 
