@@ -12,7 +12,14 @@ long before the new token's output row wins the argmax; such rows are not counte
 
 Rows that are done leave the batch and the cache at once, so a batch costs what its live rows
 cost: a long reasoning does not make the finished rows pay for every further step. The prompt
-head all rows share (chat template and system instruction) is computed once per batch.
+head all rows share (chat template and system instruction) is computed once and copied.
+
+``Decoder`` is the one implementation of these rules. ``reason_and_embed`` (and so
+``ReasoningEmbeddings.encode_queries``) runs prompts through it, refilling finished rows from the
+prompts still waiting; ``search_r3.engine.QueryEngine`` admits queries as they arrive. It runs on
+a KV backend: ``search_r3.slot_decoder.SlotDecoder`` (a preallocated cache that rows join and
+leave mid-batch, with a lean forward, for Llama-layout models) or ``TransformersBackend`` (the
+model's own forward and transformers' cache, for any model; rows join only an empty batch).
 """
 
 from __future__ import annotations
