@@ -163,7 +163,7 @@ class SlotDecoder:
 
     Args:
         causal_lm: A model for which ``supports`` is true.
-        pack: Use packed weight copies for single-row steps on a CPU.
+        pack: Run the projections on packed weight copies (on a CPU).
 
     Example:
         ```python
@@ -202,7 +202,7 @@ class SlotDecoder:
         capacity = self.keys[0].shape[2] if self.keys else 0
         if rows <= slots and length <= capacity:
             return
-        slots = max(rows, slots)
+        slots = max(rows, 2 * slots) if rows > slots else slots  # rows arriving one by one
         capacity = max(capacity, -(-length // LENGTH_STEP) * LENGTH_STEP)
         shape = (slots, self.w.kv_heads, capacity, self.w.head_dim)
         live, used = self.size, max(self.lengths, default=0)
