@@ -282,6 +282,9 @@ class QueryCache:
                 return int(self._db.execute("SELECT COUNT(*) FROM queries").fetchone()[0])
             return len(self._memory)
 
+    def __bool__(self) -> bool:  # an empty cache is still a cache: `if cache:` must not skip it
+        return True
+
     def clear(self) -> None:
         """Drop every entry (and the file's rows); the hit and miss counts stay."""
         with self._lock:

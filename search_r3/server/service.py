@@ -189,7 +189,7 @@ class EmbeddingService:
         lengths = [len(p) for p in emb.prompts.build(texts, "reasoning" if reasoning else "query")]
         keys = [
             self.cache.key_for(emb, t, reasoning=reasoning, max_reasoning_tokens=budget)
-            if self.cache
+            if self.cache is not None
             else None
             for t in texts
         ]
