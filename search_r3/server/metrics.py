@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -67,6 +68,26 @@ class ServerMetrics:
         self._recent: deque[tuple[float, int]] = deque()
         self._lock = threading.Lock()
         self.tokens_per_second.set_function(self._tokens_per_second)
+
+    def watch_engine(self, engine: Any) -> None:
+        """Gauges read from the query engine at scrape time (rows decoding, waiting, batch size)."""
+        r = self.registry
+        if hasattr(engine, "live"):
+            Gauge("search_r3_engine_live_queries", "Queries decoding now", registry=r).set_function(
+                lambda: engine.live
+            )
+        if hasattr(engine, "pending"):
+            Gauge("search_r3_engine_waiting_queries", "Queries waiting for a row", registry=r).set_function(
+                lambda: engine.pending
+            )
+        stats = getattr(engine, "stats", None)
+        if stats is not None and hasattr(stats, "row_steps"):
+            Gauge("search_r3_engine_steps", "Decoding steps run", registry=r).set_function(
+                lambda: stats.steps
+            )
+            Gauge(
+                "search_r3_engine_mean_batch_size", "Mean rows per decoding step since start", registry=r
+            ).set_function(lambda: stats.row_steps / stats.steps if stats.steps else 0.0)
 
     def add_reasoning_tokens(self, count: int) -> None:
         """Count generated tokens (for the counter and the windowed rate)."""

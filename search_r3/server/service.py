@@ -158,6 +158,7 @@ class EmbeddingService:
         self.store_has_modes = store is not None and "mode" in inspect.signature(store.search).parameters
         if cache is not None:
             metrics.cache_entries.set_function(lambda: len(cache))
+        metrics.watch_engine(engine)
 
     @property
     def dimension(self) -> int:
