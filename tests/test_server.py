@@ -282,7 +282,7 @@ def test_models_health_and_metrics(served: Running, emb: ReasoningEmbeddings) ->
 
 # -- search --------------------------------------------------------------------------------------
 def test_search_returns_hits_with_reasoning(served: Running, emb: ReasoningEmbeddings) -> None:
-    body = post(served, "/v1/search", {"query": "stale bread", "k": 2}).json()
+    body = post(served, "/v1/search", {"query": "stale bread", "k": 2, "mode": "dense"}).json()
     store_view = emb.encode_queries(["stale bread"], use_cache=False)
     assert body["reasoning"] == store_view.reasoning[0] and len(body["hits"]) == 2
     scores = {h["id"]: h["score"] for h in body["hits"]}
@@ -295,6 +295,22 @@ def test_search_returns_hits_with_reasoning(served: Running, emb: ReasoningEmbed
     assert [h["id"] for h in filtered["hits"]] == ["roads"] and filtered["hits"][0]["metadata"] == {
         "topic": "history"
     }
+
+
+def test_search_modes_match_the_store(served: Running) -> None:
+    """Where the store has sparse and hybrid modes, the server's answers are the store's own."""
+    if not served.service.store_has_modes:
+        pytest.skip("this store searches dense vectors only")
+    store = served.service.store
+    for mode in ("hybrid", "sparse"):
+        body = post(served, "/v1/search", {"query": "stale bread", "k": 3, "mode": mode}).json()
+        direct = store.search("stale bread", k=3, mode=mode)
+        assert body["mode"] == mode and body["reasoning"] == direct.reasoning
+        assert [h["id"] for h in body["hits"]] == [h.id for h in direct.hits]
+        np.testing.assert_allclose(
+            [h["score"] for h in body["hits"]], [h.score for h in direct.hits], rtol=1e-4
+        )
+    assert error_of(post(served, "/v1/search", {"query": "x", "mode": "fuzzy"}), 400)["message"]
 
 
 def test_search_errors(served: Running, emb: ReasoningEmbeddings) -> None:

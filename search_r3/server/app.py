@@ -335,10 +335,11 @@ def create_app(service: EmbeddingService, config: ServerConfig) -> FastAPI:
         check_model(body.model)
         check_budget(body.max_reasoning_tokens)
         query = check_input(body.query, config)[0]
-        if body.mode != "dense" and not service.store_has_modes:
+        mode = body.mode or service.default_search_mode()
+        if mode != "dense" and not service.store_has_modes:
             raise APIError(
                 400,
-                f"mode {body.mode!r} is not supported by this store; use 'dense'.",
+                f"mode {mode!r} is not supported by this store; use 'dense'.",
                 param="mode",
                 code="invalid_value",
             )
@@ -346,7 +347,7 @@ def create_app(service: EmbeddingService, config: ServerConfig) -> FastAPI:
             query,
             body.k,
             filter=body.filter,
-            mode=body.mode,
+            mode=mode,
             reasoning=body.reasoning,
             max_reasoning_tokens=body.max_reasoning_tokens,
         )
@@ -357,7 +358,7 @@ def create_app(service: EmbeddingService, config: ServerConfig) -> FastAPI:
                 "model": config.model_name,
                 "collection": service.store.collection_name,
                 "query": query,
-                "mode": body.mode,
+                "mode": mode,
                 "reasoning": encoded.reasoning,
                 "forced": encoded.forced,
                 "cached": encoded.cached,

@@ -34,7 +34,7 @@ class SearchRequest(BaseModel):
     query: str
     k: int = Field(default=10, ge=1, le=1000)
     filter: dict[str, Any] | None = None
-    mode: str = "dense"
+    mode: str | None = None
     model: str | None = None
     reasoning: bool | None = None
     max_reasoning_tokens: int | None = Field(default=None, ge=0)

@@ -156,6 +156,7 @@ class EmbeddingService:
         self._documents = DocumentBatcher(embeddings, self._doc_executor, metrics, config.document_batch_size)
         #: Whether the store's ``search`` takes a ``mode`` (dense, sparse, hybrid...); else dense only.
         self.store_has_modes = store is not None and "mode" in inspect.signature(store.search).parameters
+        self._by_vectors = hasattr(store, "search_by_vectors") and hasattr(store, "sparse_query")
         if cache is not None:
             metrics.cache_entries.set_function(lambda: len(cache))
         metrics.watch_engine(engine)
@@ -274,14 +275,17 @@ class EmbeddingService:
         """The query's encoding and its ``k`` hits."""
         store = self.store
         loop = asyncio.get_running_loop()
-        if mode == "dense":
+        if mode == "dense" or self._by_vectors:
+            # the query goes through the engine and the cache like any other
             encoded = (await self.queries([query], reasoning, max_reasoning_tokens))[0]
-            hits = await loop.run_in_executor(
-                self._store_executor, lambda: store.search_by_vector(encoded.vector, k, filter=filter)
-            )
-            return encoded, hits
-        # Other modes need the query text in the store as well (e.g. sparse terms): the store
-        # embeds the query itself, through the model's own cache if it has one.
+            if mode == "dense":
+                find = lambda: store.search_by_vector(encoded.vector, k, filter=filter)  # noqa: E731
+            else:  # sparse or hybrid: the store adds the BM25 side (expanded with the reasoning)
+                find = lambda: store.search_by_vectors(  # noqa: E731
+                    encoded.vector, store.sparse_query(query, encoded.reasoning), k, mode=mode, filter=filter
+                )
+            return encoded, await loop.run_in_executor(self._store_executor, find)
+        # a store whose other modes take only text: it embeds the query itself
         result = await loop.run_in_executor(
             self._store_executor,
             lambda: store.search(
@@ -296,3 +300,7 @@ class EmbeddingService:
         prompt = len(self.embeddings.prompts.build([query], "reasoning")[0])
         encoded = Encoded(np.zeros(0, dtype=np.float32), result.reasoning, result.forced, 0, prompt)
         return encoded, result.hits
+
+    def default_search_mode(self) -> str:
+        """``"hybrid"`` for a store whose collection is hybrid, else ``"dense"``."""
+        return "hybrid" if self.store_has_modes and getattr(self.store, "hybrid", False) else "dense"
