@@ -160,6 +160,11 @@ class EmbeddingService:
         if cache is not None:
             metrics.cache_entries.set_function(lambda: len(cache))
         metrics.watch_engine(engine)
+        # Render every prompt template now, before requests run on several threads: the first
+        # render toggles the tokenizer's special-token switch, which must not race with encoding.
+        for kind in ("document", "query", "reasoning"):
+            embeddings.prompts.build(["warm-up"], kind)
+        _ = embeddings.prompts.forced_ids
 
     @property
     def dimension(self) -> int:
@@ -188,7 +193,10 @@ class EmbeddingService:
         emb = self.embeddings
         reasoning = emb.reasoning if reasoning is None else reasoning
         budget = emb.max_reasoning_tokens if max_reasoning_tokens is None else max_reasoning_tokens
-        lengths = [len(p) for p in emb.prompts.build(texts, "reasoning" if reasoning else "query")]
+        kind = "reasoning" if reasoning else "query"
+        # tokenising up to max_total_chars takes a while: off the event loop
+        prompts = await asyncio.get_running_loop().run_in_executor(None, emb.prompts.build, texts, kind)
+        lengths = [len(p) for p in prompts]
         keys = [
             self.cache.key_for(emb, t, reasoning=reasoning, max_reasoning_tokens=budget)
             if self.cache is not None
