@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -109,41 +109,7 @@ def _pick(logits: torch.Tensor, options: SamplingOptions, generator: torch.Gener
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
-class _Batch:
-    """The live rows of a decoding batch: their cache, attention mask and next positions."""
-
-    def __init__(self, backbone: Any, cache_kw: str, rows: list[int], cache: Any, mask: torch.Tensor):
-        self.backbone, self.cache_kw = backbone, cache_kw
-        self.rows = rows  # input index of each batch row
-        self.cache, self.mask = cache, mask
-        self.lengths = mask.sum(dim=1)  # position of each row's next token
-
-    def step(self, ids: torch.Tensor, ids_mask: torch.Tensor) -> torch.Tensor:
-        """Feed ``ids`` (batch, width) over the cache; returns the last hidden states."""
-        self.mask = torch.cat([self.mask, ids_mask], dim=1)
-        positions = self.lengths.unsqueeze(1) + torch.arange(ids.shape[1], device=ids.device)
-        out = self.backbone(
-            input_ids=ids,
-            attention_mask=self.mask,
-            position_ids=positions,
-            use_cache=True,
-            **{self.cache_kw: self.cache},
-        )
-        self.cache = _cache_of(out)
-        self.lengths = self.lengths + ids_mask.sum(dim=1)
-        return out.last_hidden_state
-
-    def keep(self, keep: list[int]) -> None:
-        """Drop every batch row not in ``keep`` (batch positions) from the cache and the mask."""
-        index = torch.tensor(keep, dtype=torch.long, device=self.mask.device)
-        self.cache.batch_select_indices(index)
-        self.mask, self.lengths = self.mask[index], self.lengths[index]
-        self.rows = [self.rows[j] for j in keep]
-        # Columns that are padding in every remaining row stay in the cache (it cannot be cut on
-        # the left), but they are masked out, so they change nothing.
-
-
-#: A shared prompt prefix at least this long is computed once for the whole batch.
+#: A shared prompt prefix at least this long is computed once and copied to the rows using it.
 MIN_SHARED_PREFIX = 8
 
 
@@ -157,41 +123,310 @@ def shared_prefix_length(prompts: Sequence[Sequence[int]]) -> int:
     return length
 
 
-def _prefill(
-    backbone: Any, prompts: Sequence[Sequence[int]], pad_id: int, device: torch.device
-) -> tuple[_Batch, torch.Tensor]:
-    """Run the prompts over an empty cache; returns the batch and each row's last hidden state.
+class TransformersBackend:
+    """Rows decoded with the model's own forward and transformers' cache (any architecture).
 
-    Prompts of one kind share their chat-template head (the system instruction: most of a short
-    query's prompt), so that prefix is computed once and its cache copied to every row; only the
-    rest, left-padded, is computed per row. The cache then reads ``prefix | padding | own tokens``.
+    The cache grows by concatenation and cannot take rows of another length, so rows join only an
+    empty batch (``joins_running`` is False): the engine then decodes in waves.
     """
-    cache_kw = _cache_keyword(backbone)
-    shared = shared_prefix_length(prompts) if len(prompts) > 1 else 0
-    if shared < MIN_SHARED_PREFIX:
-        ids, mask = pad_batch(prompts, pad_id, side="left")
-        ids, mask = ids.to(device), mask.to(device)
-        out = backbone(
-            input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=True
-        )
-        batch = _Batch(backbone, cache_kw, list(range(len(prompts))), _cache_of(out), mask)
-        return batch, out.last_hidden_state[:, -1]
 
-    head = torch.tensor([list(prompts[0][:shared])], dtype=torch.long, device=device)
-    cache = _cache_of(backbone(input_ids=head, use_cache=True))
-    cache.batch_repeat_interleave(len(prompts))
-    ids, own = pad_batch([p[shared:] for p in prompts], pad_id, side="left")
-    ids, own = ids.to(device), own.to(device)
-    mask = torch.cat([torch.ones(len(prompts), shared, dtype=own.dtype, device=device), own], dim=1)
-    out = backbone(
-        input_ids=ids,
-        attention_mask=mask,
-        position_ids=shared + position_ids_from_mask(own),
-        use_cache=True,
-        **{cache_kw: cache},
-    )
-    batch = _Batch(backbone, cache_kw, list(range(len(prompts))), _cache_of(out), mask)
-    return batch, out.last_hidden_state[:, -1]
+    joins_running = False
+
+    def __init__(self, causal_lm: Any, pad_id: int):
+        self.backbone = backbone_of(causal_lm)
+        self.head = causal_lm.get_output_embeddings()
+        self.cache_kw = _cache_keyword(self.backbone)
+        self.device = next(causal_lm.parameters()).device
+        self.pad_id = pad_id
+        self.prefix: list[int] = []
+        self.cache: Any = None
+        self.mask = torch.zeros(0, 0, dtype=torch.long)
+        self.lengths = torch.zeros(0, dtype=torch.long)
+
+    @property
+    def size(self) -> int:
+        return int(self.mask.shape[0])
+
+    def set_prefix(self, ids: Sequence[int]) -> None:
+        self.prefix = [int(i) for i in ids]
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.head(hidden)
+
+    def admit(self, prompts: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Run the prompts over an empty cache; returns each row's last hidden state.
+
+        The prefix all prompts share (chat template and system instruction: most of a short
+        query's prompt) is computed once and its cache copied to every row; only the rest,
+        left-padded, is computed per row. The cache then reads ``prefix | padding | own tokens``.
+        """
+        if self.size:
+            raise RuntimeError("TransformersBackend admits rows only into an empty batch.")
+        device, backbone = self.device, self.backbone
+        p = len(self.prefix)
+        if p and all(len(x) > p and list(x[:p]) == self.prefix for x in prompts):
+            shared = p
+        else:
+            shared = shared_prefix_length(prompts) if len(prompts) > 1 else 0
+        if shared < MIN_SHARED_PREFIX:
+            ids, mask = pad_batch(prompts, self.pad_id, side="left")
+            ids, mask = ids.to(device), mask.to(device)
+            out = backbone(
+                input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=True
+            )
+        else:
+            head = torch.tensor([list(prompts[0][:shared])], dtype=torch.long, device=device)
+            cache = _cache_of(backbone(input_ids=head, use_cache=True))
+            cache.batch_repeat_interleave(len(prompts))
+            ids, own = pad_batch([x[shared:] for x in prompts], self.pad_id, side="left")
+            ids, own = ids.to(device), own.to(device)
+            mask = torch.cat([torch.ones(len(prompts), shared, dtype=own.dtype, device=device), own], dim=1)
+            out = backbone(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=shared + position_ids_from_mask(own),
+                use_cache=True,
+                **{self.cache_kw: cache},
+            )
+        self.cache, self.mask = _cache_of(out), mask
+        self.lengths = mask.sum(dim=1)
+        return out.last_hidden_state[:, -1]
+
+    def _feed(self, ids: torch.Tensor, ids_mask: torch.Tensor) -> torch.Tensor:
+        self.mask = torch.cat([self.mask, ids_mask], dim=1)
+        positions = self.lengths.unsqueeze(1) + torch.arange(ids.shape[1], device=ids.device)
+        out = self.backbone(
+            input_ids=ids,
+            attention_mask=self.mask,
+            position_ids=positions,
+            use_cache=True,
+            **{self.cache_kw: self.cache},
+        )
+        self.cache = _cache_of(out)
+        self.lengths = self.lengths + ids_mask.sum(dim=1)
+        return out.last_hidden_state
+
+    def step(self, tokens: Sequence[int]) -> torch.Tensor:
+        ids = torch.tensor(list(tokens), device=self.device).unsqueeze(1)
+        return self._feed(ids, torch.ones_like(ids))[:, -1]
+
+    def step_many(self, scripts: Sequence[Sequence[int]]) -> torch.Tensor:
+        width = max(len(s) for s in scripts)
+        chunk = torch.full((len(scripts), width), self.pad_id, dtype=torch.long, device=self.device)
+        chunk_mask = torch.zeros_like(chunk)
+        for j, script in enumerate(scripts):  # right-padded: each row's last real token is read
+            chunk[j, : len(script)] = torch.tensor(list(script), device=self.device)
+            chunk_mask[j, : len(script)] = 1
+        hidden = self._feed(chunk, chunk_mask)
+        rows = torch.arange(len(scripts), device=self.device)
+        return hidden[rows, torch.tensor([len(s) - 1 for s in scripts], device=self.device)]
+
+    def keep(self, keep: Sequence[int]) -> None:
+        keep = list(keep)
+        if keep == list(range(self.size)):
+            return
+        if not keep:
+            self.cache, self.mask = None, self.mask[:0, :0]
+            self.lengths = self.lengths[:0]
+            return
+        index = torch.tensor(keep, dtype=torch.long, device=self.mask.device)
+        self.cache.batch_select_indices(index)
+        self.mask, self.lengths = self.mask[index], self.lengths[index]
+        # Columns that are padding in every remaining row stay in the cache (it cannot be cut on
+        # the left), but they are masked out, so they change nothing.
+
+
+def decode_backend(causal_lm: Any, pad_id: int, kind: str = "auto") -> Any:
+    """The KV backend rows decode on: ``"slots"``, ``"transformers"`` or ``"auto"`` (slots if the
+    model has the Llama layout, see ``search_r3.slot_decoder.supports``)."""
+    from search_r3 import slot_decoder
+
+    if kind not in ("auto", "slots", "transformers"):
+        raise ValueError(f"backend must be 'auto', 'slots' or 'transformers', got {kind!r}.")
+    if kind == "slots" or (kind == "auto" and slot_decoder.supports(causal_lm)):
+        if not slot_decoder.supports(causal_lm):
+            raise ValueError("the slots backend runs only plain Llama-layout models (Llama, Qwen2).")
+        return slot_decoder.SlotDecoder(causal_lm)
+    return TransformersBackend(causal_lm, pad_id)
+
+
+@dataclass
+class DecodeRules:
+    """What every row of a decoding obeys: how it ends, what forcing feeds, how tokens are picked.
+
+    Attributes:
+        embed_id: Id of the embed token.
+        stop_ids: Ids that end a row (the embed token and end-of-turn ids).
+        forced_ids: Ids fed after the reasoning of a row that did not emit the embed token; they
+            must end with ``embed_id``.
+        closing_ids: Ids of the closing text (without the embed token); a row that generates
+            them gets the embed token next. Empty: rows end only by emitting the token.
+        no_repeat_ngram_size: A row never repeats an n-gram of this many of its generated
+            tokens (prompt excluded); 0: off.
+        sampling: Greedy decoding when ``None``.
+        normalize: L2-normalise the embeddings.
+    """
+
+    embed_id: int
+    stop_ids: Sequence[int]
+    forced_ids: Sequence[int]
+    closing_ids: Sequence[int] = ()
+    no_repeat_ngram_size: int = 0
+    sampling: SamplingOptions | None = None
+    normalize: bool = True
+
+    def __post_init__(self) -> None:
+        self.forced_ids = [int(i) for i in self.forced_ids]
+        if (
+            not self.forced_ids
+            or self.forced_ids[-1] != self.embed_id
+            or self.forced_ids.count(self.embed_id) != 1
+        ):
+            raise ValueError("forced_ids must end with the embed token and contain it once.")
+        self.stop = {int(i) for i in self.stop_ids} - {self.embed_id}
+        self.closing_ids = [int(i) for i in self.closing_ids]
+        self.sampling = self.sampling or SamplingOptions()
+
+
+@dataclass
+class DecodeRow:
+    """One prompt being decoded, and, once it is done, its result.
+
+    Attributes:
+        prompt: Token ids of the reasoning prompt.
+        max_new_tokens: Most tokens generated for it, the embed token included.
+        tag: Anything the caller wants back with the row (e.g. its input index).
+        generated: Reasoning ids as generated, the embed token included if emitted.
+        forced: Whether the closing text and the token were fed for it.
+        embedding: The (normalised) float32 embedding, set when the row is done.
+    """
+
+    prompt: Sequence[int]
+    max_new_tokens: int
+    tag: Any = None
+    generated: list[int] = field(default_factory=list)
+    forced: bool = False
+    script: list[int] | None = None  # closing ids still to feed (forced or committed rows)
+    embedding: torch.Tensor | None = None
+
+
+class Decoder:
+    """Rows decoding together, one token per row per step, over a KV backend.
+
+    This is the one implementation of the decoding rules: ``reason_and_embed`` runs a fixed
+    batch through it and ``search_r3.engine.QueryEngine`` admits rows while others decode.
+    Not thread-safe: one thread drives a decoder.
+
+    Example:
+        ```python
+        decoder = Decoder(model, rules, pad_id=0)
+        decoder.admit([DecodeRow(prompt_ids, max_new_tokens=64)])
+        while decoder.rows:
+            for row in decoder.step():  # the rows that finished at this step
+                print(row.generated, row.forced, row.embedding.shape)
+        ```
+    """
+
+    def __init__(self, causal_lm: Any, rules: DecodeRules, pad_id: int, backend: str = "auto"):
+        self.rules = rules
+        self.backend = decode_backend(causal_lm, pad_id, backend)
+        self.device = next(causal_lm.parameters()).device
+        self.dim = int(causal_lm.config.get_text_config().hidden_size)
+        self.generator = rules.sampling.generator(self.device)
+        self.rows: list[DecodeRow] = []
+        self.last: torch.Tensor | None = None  # hidden state after each live row's last token
+
+    @property
+    def can_admit(self) -> bool:
+        """Whether rows can join now (always with the slots backend; else only an empty batch)."""
+        return self.backend.joins_running or not self.rows
+
+    def set_prefix(self, ids: Sequence[int]) -> None:
+        """A prompt head (e.g. the chat template and instruction) to compute once and share."""
+        self.backend.set_prefix(ids)
+
+    def admit(self, rows: Sequence[DecodeRow]) -> None:
+        """Start decoding ``rows``; they take part from the next :meth:`step` on."""
+        rows = list(rows)
+        if not rows:
+            return
+        if not self.can_admit:
+            raise RuntimeError("this backend admits rows only when no row is decoding.")
+        live = self.backend.size
+        try:
+            hidden = self.backend.admit([row.prompt for row in rows])
+        except BaseException:
+            self.backend.keep(range(live))  # leave the running rows as they were
+            raise
+        self.rows += rows
+        self.last = hidden if self.last is None else torch.cat([self.last, hidden])
+
+    def reset(self) -> None:
+        """Drop every live row (after a failure)."""
+        self.backend.keep([])
+        self.rows, self.last = [], None
+
+    def step(self) -> list[DecodeRow]:
+        """Feed every live row its next token; returns the rows that finished (embedding set)."""
+        rows, rules = self.rows, self.rules
+        if not rows:
+            return []
+        if all(row.script is not None for row in rows):
+            # Only forced rows left: their remaining closing ids in one step, right-padded.
+            hidden = self.backend.step_many([row.script for row in rows])
+            for j, row in enumerate(rows):
+                self._finish(row, hidden[j])
+            self.reset()
+            return rows
+
+        for row in rows:  # out of budget: force before spending a pick on it
+            if row.script is None and len(row.generated) >= row.max_new_tokens:
+                row.forced, row.script = True, list(rules.forced_ids)
+        picking = [j for j, row in enumerate(rows) if row.script is None]
+        choice: dict[int, int] = {}
+        if picking:
+            assert self.last is not None
+            logits = self.backend.logits(self.last if len(picking) == len(rows) else self.last[picking])
+            for i, j in enumerate(picking):
+                banned = banned_next_tokens(rows[j].generated, rules.no_repeat_ngram_size)
+                if banned:
+                    logits[i, banned] = float("-inf")
+            picks = _pick(logits, rules.sampling, self.generator).tolist()
+            choice = dict(zip(picking, picks, strict=True))
+
+        closing = rules.closing_ids
+        feed: list[int] = []
+        for j, row in enumerate(rows):
+            token = choice.get(j)
+            if token is not None and token in rules.stop:  # the turn ended without the embed token
+                row.forced, row.script = True, list(rules.forced_ids)
+                token = None
+            if token is None:
+                assert row.script is not None
+                token = row.script.pop(0)
+            else:
+                row.generated.append(token)
+                if closing and row.generated[-len(closing) :] == closing:
+                    row.script = [rules.embed_id]  # the row wrote the closing text: the token comes next
+            feed.append(token)
+        hidden = self.backend.step(feed)
+        done = [j for j, token in enumerate(feed) if token == rules.embed_id]
+        for j in done:
+            self._finish(rows[j], hidden[j])
+        if done:
+            keep = [j for j in range(len(feed)) if feed[j] != rules.embed_id]
+            self.backend.keep(keep)
+            self.rows = [rows[j] for j in keep]
+            hidden = hidden[keep] if keep else None
+        self.last = hidden
+        return [rows[j] for j in done]
+
+    def _finish(self, row: DecodeRow, hidden: torch.Tensor) -> None:
+        vector = hidden.float().unsqueeze(0)
+        if self.rules.normalize:
+            vector = F.normalize(vector, dim=-1)
+        row.embedding = vector[0].cpu()
+        row.script = []
 
 
 @torch.inference_mode()
@@ -208,6 +443,8 @@ def reason_and_embed(
     normalize: bool = True,
     closing_ids: Sequence[int] = (),
     no_repeat_ngram_size: int = 0,
+    prefix: Sequence[int] | None = None,
+    backend: str = "auto",
 ) -> DecodedBatch:
     """Generate reasoning for each prompt and return the embedding at the embed token.
 
@@ -227,83 +464,41 @@ def reason_and_embed(
             them gets the embed token next. Empty: rows end only by emitting the token.
         no_repeat_ngram_size: A row never repeats an n-gram of this many of its generated
             tokens (prompt excluded); 0: off.
+        prefix: A prompt head to compute once for the rows that start with it (default: the
+            prefix the prompts share, if at least ``MIN_SHARED_PREFIX`` tokens).
+        backend: ``"auto"``, ``"slots"`` or ``"transformers"`` (see ``decode_backend``).
+
+    Example:
+        ```python
+        out = reason_and_embed(model, [prompt_ids], embed_id=embed, stop_ids=[embed, eos],
+                               pad_id=0, forced_ids=forced, max_new_tokens=64)
+        out.embeddings.shape  # (1, hidden)
+        ```
     """
-    forced_ids = [int(i) for i in forced_ids]
-    if not forced_ids or forced_ids[-1] != embed_id or forced_ids.count(embed_id) != 1:
-        raise ValueError("forced_ids must end with the embed token and contain it once.")
-    sampling = sampling or SamplingOptions()
-    backbone = backbone_of(causal_lm)
-    head = causal_lm.get_output_embeddings()
-    device = next(causal_lm.parameters()).device
-    generator = sampling.generator(device)
-    stop = {int(i) for i in stop_ids} - {embed_id}
-    closing = [int(i) for i in closing_ids]
+    rules = DecodeRules(
+        embed_id=embed_id,
+        stop_ids=stop_ids,
+        forced_ids=forced_ids,
+        closing_ids=closing_ids,
+        no_repeat_ngram_size=no_repeat_ngram_size,
+        sampling=sampling,
+        normalize=normalize,
+    )
     n = len(prompts)
     dim = int(causal_lm.config.get_text_config().hidden_size)
-    embeddings = torch.zeros(n, dim, dtype=torch.float32, device=device)
-    generated: list[list[int]] = [[] for _ in range(n)]
-    forced = [False] * n
     if n == 0:
-        return DecodedBatch(embeddings.cpu(), generated, forced)
-
-    batch, last_hidden = _prefill(backbone, prompts, pad_id, device)
-    scripts: dict[int, list[int]] = {}  # forced rows: closing ids still to feed
-
-    while batch.rows:
-        if all(r in scripts for r in batch.rows):
-            # Only forced rows left: their remaining closing ids in one step, right-padded.
-            width = max(len(scripts[r]) for r in batch.rows)
-            chunk = torch.full((len(batch.rows), width), pad_id, dtype=torch.long, device=device)
-            chunk_mask = torch.zeros_like(chunk)
-            for j, r in enumerate(batch.rows):
-                chunk[j, : len(scripts[r])] = torch.tensor(scripts[r], device=device)
-                chunk_mask[j, : len(scripts[r])] = 1
-            hidden = batch.step(chunk, chunk_mask)
-            for j, r in enumerate(batch.rows):
-                embeddings[r] = hidden[j, len(scripts[r]) - 1].float()
-            break
-
-        for r in batch.rows:  # out of budget: force before spending a pick on it
-            if r not in scripts and len(generated[r]) >= max_new_tokens:
-                forced[r], scripts[r] = True, list(forced_ids)
-        picking = [j for j, r in enumerate(batch.rows) if r not in scripts]
-        choice: dict[int, int] = {}
-        if picking:
-            logits = head(last_hidden[picking])
-            for row, j in enumerate(picking):
-                banned = banned_next_tokens(generated[batch.rows[j]], no_repeat_ngram_size)
-                if banned:
-                    logits[row, banned] = float("-inf")
-            choice = dict(zip(picking, _pick(logits, sampling, generator).tolist(), strict=True))
-
-        feed: list[int] = []
-        for j, r in enumerate(batch.rows):
-            token = choice.get(j)
-            if token is not None and token in stop:  # the turn ended without the embed token
-                forced[r], scripts[r] = True, list(forced_ids)
-                token = None
-            if token is None:
-                token = scripts[r].pop(0)
-            else:
-                generated[r].append(token)
-                if closing and generated[r][-len(closing) :] == closing:
-                    scripts[r] = [embed_id]  # the row wrote the closing text: the token comes next
-            feed.append(token)
-        hidden = batch.step(
-            torch.tensor(feed, device=device).unsqueeze(1),
-            torch.ones(len(feed), 1, dtype=torch.long, device=device),
-        )
-        last_hidden = hidden[:, -1]
-        done = [j for j, token in enumerate(feed) if token == embed_id]
-        for j in done:
-            embeddings[batch.rows[j]] = last_hidden[j].float()
-        if done:
-            keep = [j for j in range(len(feed)) if feed[j] != embed_id]
-            if not keep:
-                break
-            batch.keep(keep)
-            last_hidden = last_hidden[keep]
-
-    if normalize:
-        embeddings = F.normalize(embeddings, dim=-1)
-    return DecodedBatch(embeddings=embeddings.cpu(), generated_ids=generated, forced=forced)
+        return DecodedBatch(torch.zeros(0, dim), [], [])
+    decoder = Decoder(causal_lm, rules, pad_id, backend)
+    if prefix is None and n > 1:
+        prefix = prompts[0][: shared_prefix_length(prompts)]
+    if prefix is not None and len(prefix) >= MIN_SHARED_PREFIX:
+        decoder.set_prefix(prefix)
+    rows = [DecodeRow(prompt=p, max_new_tokens=max_new_tokens, tag=i) for i, p in enumerate(prompts)]
+    decoder.admit(rows)
+    while decoder.rows:
+        decoder.step()
+    return DecodedBatch(
+        embeddings=torch.stack([row.embedding for row in rows]),
+        generated_ids=[row.generated for row in rows],
+        forced=[row.forced for row in rows],
+    )

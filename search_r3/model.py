@@ -14,7 +14,7 @@ import torch
 from safetensors import SafetensorError
 from tqdm.auto import tqdm
 
-from search_r3.decoding import SamplingOptions, reason_and_embed
+from search_r3.decoding import DecodeRules, SamplingOptions, reason_and_embed, shared_prefix_length
 from search_r3.devices import default_batch_tokens, default_device, resolve_dtype
 from search_r3.errors import ModelLoadError
 from search_r3.pooling import backbone_of, embed_forward, pad_batch
@@ -109,6 +109,7 @@ class ReasoningEmbeddings:
         self._max_batch_tokens = max_batch_tokens
         self.embed_id = self.prompts.embed_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self._reasoning_head: list[int] | None = None
         self.model.eval()
         #: Optional ``search_r3.query_cache.QueryCache``: repeated queries skip their reasoning.
         self.query_cache = query_cache
@@ -246,16 +247,42 @@ class ReasoningEmbeddings:
             normalize=self.settings.normalize,
             closing_ids=self.prompts.closing_ids[:-1],
             no_repeat_ngram_size=self.settings.no_repeat_ngram_size,
+            prefix=self.reasoning_head_ids(),
         )
+        return self.query_encodings(decoded.generated_ids, decoded.forced, decoded.embeddings)
+
+    def decode_rules(self, sampling: SamplingOptions | None = None) -> DecodeRules:
+        """The decoding rules of this model's reasoning (the engine decodes with them too)."""
+        return DecodeRules(
+            embed_id=self.embed_id,
+            stop_ids=self._stop_ids(),
+            forced_ids=self.prompts.forced_ids,
+            closing_ids=self.prompts.closing_ids[:-1],
+            no_repeat_ngram_size=self.settings.no_repeat_ngram_size,
+            sampling=sampling,
+            normalize=self.settings.normalize,
+        )
+
+    def reasoning_head_ids(self) -> list[int]:
+        """The head every reasoning prompt starts with (chat template and instruction)."""
+        if self._reasoning_head is None:
+            a, b = (self.prompts.reasoning_prompt_ids(t) for t in ("a", "b"))
+            self._reasoning_head = list(a[: shared_prefix_length([a, b])])
+        return self._reasoning_head
+
+    def query_encodings(
+        self, generated: Sequence[Sequence[int]], forced: Sequence[bool], embeddings: torch.Tensor
+    ) -> QueryEncodings:
+        """Reasoning ids, forced flags and vectors of decoded rows as a ``QueryEncodings``."""
         texts = [
             self.prompts.strip_closing(self.tokenizer.decode(ids, skip_special_tokens=True))
-            for ids in decoded.generated_ids
+            for ids in generated
         ]
         return QueryEncodings(
-            embeddings=decoded.embeddings.numpy(),
+            embeddings=embeddings.numpy(),
             reasoning=texts,
-            forced=np.array(decoded.forced, dtype=bool),
-            generated_tokens=[len(ids) for ids in decoded.generated_ids],
+            forced=np.array(forced, dtype=bool),
+            generated_tokens=[len(ids) for ids in generated],
         )
 
     def _stop_ids(self) -> list[int]:

@@ -43,6 +43,12 @@ def setup(tiny_model_dir):
     return model, tokenizer, builder
 
 
+@pytest.fixture(params=["slots", "transformers"])
+def backend(request):
+    """Both KV backends: the preallocated slots (Llama layout) and transformers' own cache."""
+    return request.param
+
+
 def _decode(model, builder, prompts, budget, sampling=None, **options):
     return reason_and_embed(
         model,
@@ -101,10 +107,10 @@ def biased_copy(model, prompts, token_id, first_step=2, last_step=10):
     raise AssertionError("no prompt where the token can be made to win at a later step")
 
 
-def test_forced_row_equals_full_forward(setup):
+def test_forced_row_equals_full_forward(setup, backend):
     model, _, builder = setup
     prompts = builder.build(QUERIES[:3], "reasoning")
-    out = _decode(model, builder, prompts, budget=5)
+    out = _decode(model, builder, prompts, budget=5, backend=backend)
     assert out.forced == [True, True, True]
     for row, prompt in enumerate(prompts):
         assert len(out.generated_ids[row]) == 5  # budget respected
@@ -114,30 +120,30 @@ def test_forced_row_equals_full_forward(setup):
     assert torch.allclose(out.embeddings.norm(dim=-1), torch.ones(3))
 
 
-def test_zero_budget_appends_the_closing_at_once(setup):
+def test_zero_budget_appends_the_closing_at_once(setup, backend):
     model, _, builder = setup
     prompt = builder.reasoning_prompt_ids(QUERIES[0])
-    out = _decode(model, builder, [prompt], budget=0)
+    out = _decode(model, builder, [prompt], budget=0, backend=backend)
     assert out.generated_ids == [[]] and out.forced == [True]
     assert torch.allclose(out.embeddings[0], _reference(model, builder, prompt, [], True), atol=1e-5)
 
 
-def test_greedy_matches_transformers_generate(setup):
+def test_greedy_matches_transformers_generate(setup, backend):
     model, _, builder = setup
     prompt = builder.reasoning_prompt_ids(QUERIES[1])
-    out = _decode(model, builder, [prompt], budget=12)
+    out = _decode(model, builder, [prompt], budget=12, backend=backend)
     reference = model.generate(
         torch.tensor([prompt]), max_new_tokens=12, do_sample=False, eos_token_id=None, pad_token_id=0
     )[0, len(prompt) :].tolist()
     assert out.generated_ids[0] == reference
 
 
-def test_emitting_row_equals_full_forward(setup):
+def test_emitting_row_equals_full_forward(setup, backend):
     model, _, builder = setup
     prompts = builder.build(QUERIES, "reasoning")
     biased, row, step = biased_copy(model, prompts, builder.embed_id)
     prompt = prompts[row]
-    out = _decode(biased, builder, [prompt], budget=32)
+    out = _decode(biased, builder, [prompt], budget=32, backend=backend)
     assert out.forced == [False]
     generated = out.generated_ids[0]
     assert len(generated) == step + 1 and generated[-1] == builder.embed_id
@@ -146,12 +152,12 @@ def test_emitting_row_equals_full_forward(setup):
     assert torch.allclose(out.embeddings[0], want, atol=1e-5)
 
 
-def test_end_of_turn_without_token_is_forced(setup):
+def test_end_of_turn_without_token_is_forced(setup, backend):
     model, tokenizer, builder = setup
     prompts = builder.build(QUERIES, "reasoning")
     biased, row, step = biased_copy(model, prompts, tokenizer.eos_token_id)
     prompt = prompts[row]
-    out = _decode(biased, builder, [prompt], budget=32)
+    out = _decode(biased, builder, [prompt], budget=32, backend=backend)
     assert out.forced == [True]
     generated = out.generated_ids[0]
     assert len(generated) == step and tokenizer.eos_token_id not in generated  # the end is not kept
@@ -160,18 +166,18 @@ def test_end_of_turn_without_token_is_forced(setup):
 
 
 @pytest.mark.parametrize("token", ["embed", "eos"])
-def test_mixed_batch_equals_rows_alone(setup, token):
+def test_mixed_batch_equals_rows_alone(setup, token, backend):
     """Rows that finish early leave the batch; every row still gets what it gets alone."""
     model, tokenizer, builder = setup
     token_id = builder.embed_id if token == "embed" else tokenizer.eos_token_id
     prompts = builder.build(QUERIES, "reasoning")
     biased, _, step = biased_copy(model, prompts, token_id)
     budget = step + len(builder.forced_ids) + 3  # long enough for finished rows to leave early
-    alone = [_decode(biased, builder, [p], budget) for p in prompts]
+    alone = [_decode(biased, builder, [p], budget, backend=backend) for p in prompts]
     lengths = [len(a.generated_ids[0]) for a in alone]
     assert len(set(lengths)) > 1, "the batch must mix rows that finish at different steps"
 
-    batch = _decode(biased, builder, prompts, budget)
+    batch = _decode(biased, builder, prompts, budget, backend=backend)
     for row, (prompt, single) in enumerate(zip(prompts, alone, strict=True)):
         assert batch.generated_ids[row] == single.generated_ids[0], row
         assert batch.forced[row] == single.forced[0], row
@@ -181,26 +187,28 @@ def test_mixed_batch_equals_rows_alone(setup, token):
         assert torch.allclose(batch.embeddings[row], want, atol=1e-5), row
 
 
-def test_greedy_is_reproducible(setup):
+def test_greedy_is_reproducible(setup, backend):
     model, _, builder = setup
     prompts = builder.build(QUERIES[:3], "reasoning")
-    first, second = (_decode(model, builder, prompts, budget=6) for _ in range(2))
+    first, second = (_decode(model, builder, prompts, budget=6, backend=backend) for _ in range(2))
     assert first.generated_ids == second.generated_ids
     assert torch.equal(first.embeddings, second.embeddings)
 
 
-def test_sampling_with_a_seed_is_reproducible(setup):
+def test_sampling_with_a_seed_is_reproducible(setup, backend):
     model, _, builder = setup
     prompts = builder.build(QUERIES[:2], "reasoning")
 
     def run(seed, **kw):
-        return _decode(model, builder, prompts, 8, SamplingOptions(do_sample=True, seed=seed, **kw))
+        return _decode(
+            model, builder, prompts, 8, SamplingOptions(do_sample=True, seed=seed, **kw), backend=backend
+        )
 
     a, b, c = run(1), run(1), run(2)
     assert a.generated_ids == b.generated_ids
     assert torch.equal(a.embeddings, b.embeddings)
     assert a.generated_ids != c.generated_ids  # a random tiny model is far from deterministic
-    greedy = _decode(model, builder, prompts, 8)
+    greedy = _decode(model, builder, prompts, 8, backend=backend)
     assert a.generated_ids != greedy.generated_ids
     # A nucleus this small keeps only the most likely token: sampling becomes greedy.
     assert run(3, top_p=1e-6).generated_ids == greedy.generated_ids
@@ -239,17 +247,17 @@ def test_shared_prefix_length():
     assert shared_prefix_length([[7, 1], [8, 1]]) == 0
 
 
-def test_the_shared_template_head_is_computed_once(setup):
+def test_the_shared_template_head_is_computed_once(setup, backend):
     model, _, builder = setup
     prompts = builder.build(QUERIES[:4], "reasoning")
     shared = shared_prefix_length(prompts)
     assert shared >= MIN_SHARED_PREFIX  # the system instruction and the template around it
     shapes = []
-    hook = backbone_of(model).register_forward_hook(
-        lambda module, args, kwargs, out: shapes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True
+    hook = model.get_input_embeddings().register_forward_hook(
+        lambda module, args, out: shapes.append(tuple(args[0].shape))
     )
     try:
-        out = _decode(model, builder, prompts, budget=3)
+        out = _decode(model, builder, prompts, budget=3, backend=backend)
     finally:
         hook.remove()
     longest_own = max(len(p) - shared for p in prompts)
@@ -259,15 +267,15 @@ def test_the_shared_template_head_is_computed_once(setup):
         assert torch.allclose(out.embeddings[row], want, atol=1e-5)
 
 
-def test_a_row_that_writes_the_closing_text_gets_the_token_next(setup):
+def test_a_row_that_writes_the_closing_text_gets_the_token_next(setup, backend):
     """The closing text commits a row: the token is fed after it, the row is not forced."""
     model, _, builder = setup
     prompts = [builder.reasoning_prompt_ids(q) for q in QUERIES]
-    free = _decode(model, builder, prompts, budget=12)
+    free = _decode(model, builder, prompts, budget=12, backend=backend)
     # take each row's own third greedy token as a one-token "closing text": rows end right after it
     # (or at its first earlier occurrence) instead of running to the budget
     closing = [free.generated_ids[0][2]]
-    out = _decode(model, builder, prompts, budget=12, closing_ids=closing)
+    out = _decode(model, builder, prompts, budget=12, closing_ids=closing, backend=backend)
     assert out.generated_ids[0] == free.generated_ids[0][: free.generated_ids[0].index(closing[0]) + 1]
     assert not out.forced[0] and free.forced[0]
     for row, prompt in enumerate(prompts):
@@ -289,19 +297,38 @@ def test_banned_next_tokens_finds_every_continuation_of_the_last_tokens():
     assert banned_next_tokens([5, 6], 3) == [] and banned_next_tokens([5, 6, 5], 0) == []
 
 
-def test_no_repeat_ngram_keeps_reasoning_free_of_repeats(setup):
+def test_no_repeat_ngram_keeps_reasoning_free_of_repeats(setup, backend):
     model, _, builder = setup
     prompts = [builder.reasoning_prompt_ids(q) for q in QUERIES]
-    plain = _decode(model, builder, prompts, budget=24)
+    plain = _decode(model, builder, prompts, budget=24, backend=backend)
 
     def repeats(ids, n=2):
         grams = [tuple(ids[i : i + n]) for i in range(len(ids) - n + 1)]
         return len(grams) - len(set(grams))
 
     assert any(repeats(ids) for ids in plain.generated_ids)  # the plain model does loop
-    out = _decode(model, builder, prompts, budget=24, no_repeat_ngram_size=2)
+    out = _decode(model, builder, prompts, budget=24, no_repeat_ngram_size=2, backend=backend)
     for row, prompt in enumerate(prompts):
         ids = out.generated_ids[row]
         assert repeats(ids) == 0
         expected = _reference(model, builder, prompt, ids, forced=out.forced[row])
         assert torch.nn.functional.cosine_similarity(out.embeddings[row], expected, dim=0) > 0.99999
+
+
+def test_llama_layout_models_decode_on_slots(setup):
+    from search_r3.decoding import TransformersBackend, decode_backend
+    from search_r3.slot_decoder import SlotDecoder
+
+    model, _, _ = setup
+    assert isinstance(decode_backend(model, 0), SlotDecoder)
+    assert isinstance(decode_backend(model, 0, "transformers"), TransformersBackend)
+    with pytest.raises(ValueError, match="backend must be"):
+        decode_backend(model, 0, "vllm")
+
+
+def test_backends_agree(setup):
+    model, _, builder = setup
+    prompts = builder.build(QUERIES, "reasoning")
+    slots, plain = (_decode(model, builder, prompts, 10, backend=b) for b in ("slots", "transformers"))
+    assert slots.generated_ids == plain.generated_ids and slots.forced == plain.forced
+    assert torch.allclose(slots.embeddings, plain.embeddings, atol=1e-5)

@@ -1,0 +1,331 @@
+"""Llama-family decoding over a preallocated KV cache whose rows can join and leave a running batch.
+
+Each live row owns one *slot* of the cache: its keys and values sit at positions ``0..length-1``
+with no padding, so a row admitted while others are decoding simply takes the next free slot,
+and a row that finishes gives its slot back (the last rows move down). One decoding step feeds one
+token per row and writes its keys and values in place: nothing is concatenated or reallocated
+while the cache has room.
+
+The forward pass is a lean one written for the Llama layout (Llama, SmolLM2, Qwen2): it calls the
+model's own embedding, norms, rotary embedding and activation, and runs the projections itself.
+On a CPU, a batch of one row uses copies of the projection weights prepacked for matrix-vector
+products (MKL for float32, oneDNN for bfloat16): at batch 1 decoding reads every weight once per
+token, and the packed layout reads them at close to the machine's memory bandwidth. The packed
+copies cost as much memory as the weights they copy; they are rebuilt when a weight changes.
+Models of another layout use the transformers forward instead (see ``search_r3.decoding``).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from search_r3.pooling import backbone_of
+
+#: ``config.model_type`` values whose decoder layers have the Llama layout this module runs.
+SUPPORTED_MODEL_TYPES = frozenset({"llama", "qwen2"})
+
+#: The cache grows in steps of this many positions.
+LENGTH_STEP = 128
+
+
+def supports(causal_lm: Any) -> bool:
+    """Whether ``causal_lm`` can decode on :class:`SlotDecoder` (a plain Llama-layout model)."""
+    try:
+        backbone = backbone_of(causal_lm)
+        config = backbone.config
+    except AttributeError:
+        return False
+    if getattr(config, "model_type", None) not in SUPPORTED_MODEL_TYPES:
+        return False
+    if any(t != "full_attention" for t in getattr(config, "layer_types", None) or []):
+        return False
+    if getattr(config, "use_sliding_window", False):
+        return False
+    needed = ("embed_tokens", "layers", "norm", "rotary_emb")
+    if not all(hasattr(backbone, name) for name in needed):
+        return False
+    head = causal_lm.get_output_embeddings()
+    linears = [head]
+    for layer in backbone.layers:
+        attn, mlp = getattr(layer, "self_attn", None), getattr(layer, "mlp", None)
+        if attn is None or mlp is None or not hasattr(mlp, "act_fn"):
+            return False
+        names = ("q_proj", "k_proj", "v_proj", "o_proj")
+        linears += [getattr(attn, n, None) for n in names]
+        linears += [getattr(mlp, n, None) for n in ("gate_proj", "up_proj", "down_proj")]
+    # exactly nn.Linear: a LoRA or quantized layer computes something else
+    return all(type(module) is nn.Linear for module in linears)
+
+
+class _Linears:
+    """Projections of one input: ``F.linear`` on the model's weights, or, for a single row, one
+    matrix-vector product over a packed copy of the weights stacked (fewer, longer reads)."""
+
+    def __init__(self, modules: Sequence[nn.Linear], pack: bool):
+        self.weights = [m.weight for m in modules]
+        self.biases = [m.bias for m in modules]
+        self.sizes = [int(w.shape[0]) for w in self.weights]
+        self.run_one: Callable[[torch.Tensor], torch.Tensor] | None = None
+        if pack and self.weights[0].device.type == "cpu":
+            weight = torch.cat([w.detach() for w in self.weights])
+            bias = None
+            if any(b is not None for b in self.biases):
+                pairs = zip(self.weights, self.biases, strict=True)
+                bias = torch.cat([w.new_zeros(w.shape[0]) if b is None else b.detach() for w, b in pairs])
+            self.run_one = _packed(weight, bias)
+
+    def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if self.run_one is not None and x.shape[0] == 1:
+            return list(self.run_one(x).split(self.sizes, dim=-1))
+        return [F.linear(x, w, b) for w, b in zip(self.weights, self.biases, strict=True)]
+
+
+def _packed(weight: torch.Tensor, bias: torch.Tensor | None) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """A matrix-vector product over a prepacked copy of ``weight``, or None where unavailable."""
+    try:
+        if weight.dtype == torch.float32 and torch.backends.mkl.is_available():
+            packed = torch.ops.mkl._mkl_reorder_linear_weight(weight, 1)
+            return lambda x: torch.ops.mkl._mkl_linear(x, packed, weight, bias, 1)
+        if weight.dtype == torch.bfloat16 and torch.backends.mkldnn.is_available():
+            packed = torch.ops.mkldnn._reorder_linear_weight(weight, 1)
+            return lambda x: torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+    except (RuntimeError, AttributeError):  # an operator missing from this torch build
+        return None
+    return None
+
+
+class _Layer:
+    def __init__(self, layer: nn.Module, pack: bool):
+        attn, mlp = layer.self_attn, layer.mlp
+        self.input_norm, self.post_norm = layer.input_layernorm, layer.post_attention_layernorm
+        self.qkv = _Linears([attn.q_proj, attn.k_proj, attn.v_proj], pack)
+        self.o = _Linears([attn.o_proj], pack)
+        self.gate_up = _Linears([mlp.gate_proj, mlp.up_proj], pack)
+        self.down = _Linears([mlp.down_proj], pack)
+        self.act = mlp.act_fn
+
+
+class _Weights:
+    """The model's modules and packed projection copies, rebuilt when a weight changes."""
+
+    def __init__(self, causal_lm: Any, pack: bool):
+        backbone = backbone_of(causal_lm)
+        self.embed, self.norm, self.rotary = backbone.embed_tokens, backbone.norm, backbone.rotary_emb
+        self.layers = [_Layer(layer, pack) for layer in backbone.layers]
+        self.head = _Linears([causal_lm.get_output_embeddings()], pack)
+        attn = backbone.layers[0].self_attn
+        self.apply_rotary = sys.modules[type(attn).__module__].apply_rotary_pos_emb
+        config = backbone.config
+        self.heads = int(config.num_attention_heads)
+        self.kv_heads = int(config.num_key_value_heads)
+        self.head_dim = int(attn.head_dim)
+        self.scaling = float(attn.scaling)
+        self.hidden = int(config.hidden_size)
+        self.dtype, self.device = self.head.weights[0].dtype, self.head.weights[0].device
+        self.version = _version(causal_lm)
+
+
+def _version(causal_lm: Any) -> tuple[tuple[int, int], ...]:
+    return tuple((p.data_ptr(), p._version) for p in causal_lm.parameters())
+
+
+_WEIGHTS_ATTRIBUTE = "_search_r3_slot_weights"
+
+
+def _weights(causal_lm: Any, pack: bool) -> _Weights:
+    """The model's (cached) decoding weights; packing is done once per model and weight version."""
+    cached = getattr(causal_lm, _WEIGHTS_ATTRIBUTE, None)
+    if cached is not None and cached[0] == pack and cached[1].version == _version(causal_lm):
+        return cached[1]
+    weights = _Weights(causal_lm, pack)
+    object.__setattr__(causal_lm, _WEIGHTS_ATTRIBUTE, (pack, weights))  # not a submodule
+    return weights
+
+
+class SlotDecoder:
+    """Live rows in KV slots ``0..n-1``; admit rows, feed tokens, drop finished rows.
+
+    Args:
+        causal_lm: A model for which :func:`supports` is true.
+        pack: Use packed weight copies for single-row steps on a CPU.
+
+    Example:
+        ```python
+        decoder = SlotDecoder(model)
+        hidden = decoder.admit([prompt_ids])  # (1, hidden) state after each prompt's last token
+        hidden = decoder.step([next_token])  # (n_live, hidden)
+        decoder.keep([])  # every row finished
+        ```
+    """
+
+    joins_running = True
+
+    def __init__(self, causal_lm: Any, *, pack: bool = True):
+        self.w = _weights(causal_lm, pack)
+        self.causal_lm = causal_lm
+        self.lengths: list[int] = []  # tokens stored per live row
+        self.keys: list[torch.Tensor] = []  # per layer: (slots, kv_heads, capacity, head_dim)
+        self.values: list[torch.Tensor] = []
+        self.prefix: list[int] = []  # token ids whose keys/values are kept in prefix_keys/values
+        self.prefix_keys: list[torch.Tensor] = []
+        self.prefix_values: list[torch.Tensor] = []
+
+    @property
+    def size(self) -> int:
+        return len(self.lengths)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Next-token logits for final hidden states ``(rows, hidden)``."""
+        return self.w.head(hidden)[0]
+
+    # -- cache storage ------------------------------------------------------------------------
+    def _reserve(self, rows: int, length: int) -> None:
+        slots = self.keys[0].shape[0] if self.keys else 0
+        capacity = self.keys[0].shape[2] if self.keys else 0
+        if rows <= slots and length <= capacity:
+            return
+        slots = max(rows, slots)
+        capacity = max(capacity, -(-length // LENGTH_STEP) * LENGTH_STEP)
+        shape = (slots, self.w.kv_heads, capacity, self.w.head_dim)
+        live, used = self.size, max(self.lengths, default=0)
+        for store in (self.keys, self.values):
+            for i in range(len(self.w.layers)):
+                # zeros, not empty: masked positions still meet the values (0 * NaN would be NaN)
+                new = torch.zeros(shape, dtype=self.w.dtype, device=self.w.device)
+                if i < len(store):
+                    new[:live, :, :used] = store[i][:live, :, :used]
+                    store[i] = new
+                else:
+                    store.append(new)
+
+    def set_prefix(self, ids: Sequence[int]) -> None:
+        """Compute and keep the keys and values of ``ids``, a head many prompts start with."""
+        ids = [int(i) for i in ids]
+        if ids == self.prefix or not ids:
+            return
+        scratch = SlotDecoder.__new__(SlotDecoder)
+        scratch.__dict__.update(self.__dict__)  # same weights, own (empty) storage
+        scratch.lengths, scratch.keys, scratch.values = [], [], []
+        scratch.prefix, scratch.prefix_keys, scratch.prefix_values = [], [], []
+        scratch._reserve(1, len(ids))
+        scratch._forward(torch.tensor([ids], device=self.w.device), [0], 0)
+        self.prefix = ids
+        self.prefix_keys = [k[0, :, : len(ids)].clone() for k in scratch.keys]
+        self.prefix_values = [v[0, :, : len(ids)].clone() for v in scratch.values]
+
+    # -- rows -------------------------------------------------------------------------------
+    def admit(self, prompts: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Add rows for ``prompts`` after the live ones; returns each one's last hidden state."""
+        p = len(self.prefix)
+        uses_prefix = [p > 0 and len(x) > p and list(x[:p]) == self.prefix for x in prompts]
+        starts = [p if use else 0 for use in uses_prefix]
+        own = [list(x[s:]) for x, s in zip(prompts, starts, strict=True)]
+        first = self.size
+        width = max(len(x) for x in own)
+        self._reserve(first + len(prompts), max(s + width for s in starts))
+        for j, use in enumerate(uses_prefix):
+            if use:
+                for store, prefix in ((self.keys, self.prefix_keys), (self.values, self.prefix_values)):
+                    for layer, values in zip(store, prefix, strict=True):
+                        layer[first + j, :, :p] = values
+        ids = torch.full((len(own), width), 0, dtype=torch.long)
+        for j, x in enumerate(own):
+            ids[j, : len(x)] = torch.tensor(x, dtype=torch.long)
+        self.lengths += starts
+        hidden = self._forward(ids.to(self.w.device), starts, first)
+        self.lengths[first:] = [s + len(x) for s, x in zip(starts, own, strict=True)]
+        rows = torch.arange(len(own), device=hidden.device)
+        return hidden[rows, torch.tensor([len(x) - 1 for x in own], device=hidden.device)]
+
+    def step(self, tokens: Sequence[int]) -> torch.Tensor:
+        """Feed one token per live row; returns ``(n, hidden)``."""
+        ids = torch.tensor(list(tokens), dtype=torch.long, device=self.w.device).unsqueeze(1)
+        self._reserve(self.size, max(self.lengths) + 1)
+        hidden = self._forward(ids, list(self.lengths), 0)[:, 0]
+        self.lengths = [n + 1 for n in self.lengths]
+        return hidden
+
+    def step_many(self, scripts: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Feed each live row its own list of tokens (right-padded); returns each row's last state."""
+        width = max(len(s) for s in scripts)
+        ids = torch.zeros(len(scripts), width, dtype=torch.long)
+        for j, script in enumerate(scripts):
+            ids[j, : len(script)] = torch.tensor(list(script), dtype=torch.long)
+        self._reserve(self.size, max(self.lengths) + width)
+        hidden = self._forward(ids.to(self.w.device), list(self.lengths), 0)
+        self.lengths = [n + len(s) for n, s in zip(self.lengths, scripts, strict=True)]
+        rows = torch.arange(len(scripts), device=hidden.device)
+        return hidden[rows, torch.tensor([len(s) - 1 for s in scripts], device=hidden.device)]
+
+    def keep(self, keep: Sequence[int]) -> None:
+        """Keep only the live rows at positions ``keep`` (in that order) in slots ``0..len-1``."""
+        keep = list(keep)
+        if keep == list(range(self.size)):
+            return
+        if keep:
+            used = max(self.lengths[j] for j in keep)
+            index = torch.tensor(keep, dtype=torch.long, device=self.w.device)
+            for store in (self.keys, self.values):
+                for layer in store:
+                    layer[: len(keep), :, :used] = layer[index, :, :used]
+        self.lengths = [self.lengths[j] for j in keep]
+
+    # -- the forward pass -------------------------------------------------------------------
+    def _forward(self, ids: torch.Tensor, starts: list[int], first: int) -> torch.Tensor:
+        """Run ``ids`` (rows, width) for the rows in slots ``first..``, written from ``starts``.
+
+        Row ``j``'s tokens take positions ``starts[j]..``; each attends to its own slot's keys
+        up to its own position. Returns the final-norm hidden states ``(rows, width, hidden)``.
+        """
+        w = self.w
+        rows, width = ids.shape
+        device = ids.device
+        start = torch.tensor(starts, dtype=torch.long, device=device)
+        positions = start.unsqueeze(1) + torch.arange(width, device=device)
+        span = max(starts) + width
+        if rows == 1 and width == 1:
+            mask = None  # one query at the end of its row: every stored key is visible
+        else:
+            keys_at = torch.arange(span, device=device)
+            mask = (keys_at.view(1, 1, span) <= positions.unsqueeze(2)).unsqueeze(1)
+        x = w.embed(ids)
+        cos, sin = w.rotary(x, positions)
+        slot_index = torch.arange(first, first + rows, device=device)
+        for layer, k_store, v_store in zip(w.layers, self.keys, self.values, strict=True):
+            h = layer.input_norm(x).reshape(rows * width, w.hidden)
+            q, k, v = layer.qkv(h)
+            q = q.view(rows, width, w.heads, w.head_dim).transpose(1, 2)
+            k = k.view(rows, width, w.kv_heads, w.head_dim).transpose(1, 2)
+            v = v.view(rows, width, w.kv_heads, w.head_dim).transpose(1, 2)
+            q, k = w.apply_rotary(q, k, cos, sin)
+            if width == 1:
+                if rows == 1:
+                    k_store[first, :, starts[0]] = k[0, :, 0]
+                    v_store[first, :, starts[0]] = v[0, :, 0]
+                else:
+                    k_store[slot_index, :, start] = k[:, :, 0]
+                    v_store[slot_index, :, start] = v[:, :, 0]
+            else:
+                for j, s in enumerate(starts):
+                    k_store[first + j, :, s : s + width] = k[j]
+                    v_store[first + j, :, s : s + width] = v[j]
+            attn = F.scaled_dot_product_attention(
+                q,
+                k_store[first : first + rows, :, :span],
+                v_store[first : first + rows, :, :span],
+                attn_mask=mask,
+                scale=w.scaling,
+                enable_gqa=w.heads != w.kv_heads,
+            )
+            attn = attn.transpose(1, 2).reshape(rows * width, w.heads * w.head_dim)
+            x = x + layer.o(attn)[0].view(rows, width, w.hidden)
+            h = layer.post_norm(x).reshape(rows * width, w.hidden)
+            gate, up = layer.gate_up(h)
+            x = x + layer.down(layer.act(gate) * up)[0].view(rows, width, w.hidden)
+        return w.norm(x)
