@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from search_r3 import QdrantStore, ReasoningEmbeddings
+from search_r3.engine import QueryEngine
 from search_r3.query_cache import QueryCache
 from search_r3.server import EmbeddingService, GracefulServer, ServerConfig, build_service, make_server
 
@@ -40,34 +41,8 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def new_engine(embeddings: ReasoningEmbeddings, max_batch_size: int = 8) -> Any:
-    try:
-        from search_r3.engine import QueryEngine
-    except ImportError:  # TEMPORARY until the engine branch is merged
-        return _StandIn(embeddings)
+def new_engine(embeddings: ReasoningEmbeddings, max_batch_size: int = 8) -> QueryEngine:
     return QueryEngine(embeddings, max_batch_size=max_batch_size)
-
-
-class _StandIn:  # TEMPORARY until the engine branch is merged
-    def __init__(self, embeddings: Any):
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.embeddings = embeddings
-        self.pool = ThreadPoolExecutor(1)
-
-    def submit(
-        self, text: str, reasoning: bool | None = None, max_reasoning_tokens: int | None = None
-    ) -> Future:
-        return self.pool.submit(
-            self.embeddings.encode_queries,
-            [text],
-            reasoning=reasoning,
-            max_reasoning_tokens=max_reasoning_tokens,
-            use_cache=False,
-        )
-
-    def close(self, drain: bool = True) -> None:
-        self.pool.shutdown(wait=drain)
 
 
 @dataclass

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from search_r3.engine import EngineClosedError
 from search_r3.query_cache import CachedQuery, QueryCache
 from search_r3.server.config import ServerConfig
 from search_r3.server.errors import APIError
@@ -236,6 +237,10 @@ class EmbeddingService:
                     for p in todo
                 ]
                 results = await asyncio.gather(*futures)
+            except EngineClosedError as exc:
+                raise APIError(
+                    503, "The server is shutting down; retry later.", code="shutting_down"
+                ) from exc
             finally:
                 self.pending_queries -= len(todo)
                 self.metrics.pending_queries.set(self.pending_queries)
