@@ -1,7 +1,7 @@
 """`search-r3 serve` under load: 16 concurrent clients vs the same server one request at a time.
 
     .venv/bin/python benchmarks/bench_server.py                                  # shipped model
-    .venv/bin/python benchmarks/bench_server.py --requests 500 --concurrency 16 --max-reasoning-tokens 32
+    .venv/bin/python benchmarks/bench_server.py --requests 500 --concurrency 16 --time-limit 300
     .venv/bin/python benchmarks/bench_server.py --model ./tiny-model --requests 200   # any model folder
 
 Each phase starts the real command (`python -m search_r3.cli.main serve`) in a subprocess on a
@@ -75,7 +75,9 @@ def start_server(args: argparse.Namespace, batch: int, port: int) -> subprocess.
         "--cache-size",
         "0",
     ]
-    command += ["--max-reasoning-tokens", str(args.max_reasoning_tokens), "--log-level", "warning"]
+    command += ["--log-level", "warning"]
+    if args.max_reasoning_tokens is not None:
+        command += ["--max-reasoning-tokens", str(args.max_reasoning_tokens)]
     command += ["--max-pending", str(10 * args.concurrency)]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     process = subprocess.Popen(command, env=env)
@@ -148,7 +150,9 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", help="float32 (default) or bfloat16")
     parser.add_argument("--requests", type=int, default=500, help="requests per phase at most (default 500)")
     parser.add_argument("--concurrency", type=int, default=16, help="concurrent clients (default 16)")
-    parser.add_argument("--max-reasoning-tokens", type=int, default=32, help="reasoning budget (default 32)")
+    parser.add_argument(
+        "--max-reasoning-tokens", type=int, default=None, help="reasoning budget (default: the model's)"
+    )
     parser.add_argument(
         "--time-limit", type=float, default=300, help="seconds per phase at most (default 300)"
     )
@@ -159,9 +163,10 @@ def main() -> None:
     # every request distinct (the cache is off anyway), so no two clients ask the very same thing
     texts = [f"{base[i % len(base)]} (request {i})" for i in range(args.requests)]
     print(machine_line())
+    budget = args.max_reasoning_tokens or "the model's"
     print(
-        f"model {args.model} ({args.dtype}), {args.concurrency} clients, budget {args.max_reasoning_tokens} "
-        f"tokens, {args.requests} requests or {args.time_limit:g} s per phase; queries: {source}",
+        f"model {args.model} ({args.dtype}), {args.concurrency} clients, budget {budget} tokens, "
+        f"{args.requests} requests or {args.time_limit:g} s per phase; queries: {source}",
         flush=True,
     )
 
