@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from search_r3.engine import EngineClosedError
-from search_r3.query_cache import CachedQuery, QueryCache
+from search_r3.query_cache import CachedQuery, QueryCache, model_fingerprint
 from search_r3.server.config import ServerConfig
 from search_r3.server.errors import APIError
 from search_r3.server.metrics import ServerMetrics
@@ -160,6 +160,7 @@ class EmbeddingService:
         self._by_vectors = hasattr(store, "search_by_vectors") and hasattr(store, "sparse_query")
         if cache is not None:
             metrics.cache_entries.set_function(lambda: len(cache))
+            model_fingerprint(embeddings)  # now, not on the first request
         metrics.watch_engine(engine)
         # Render every prompt template now, before requests run on several threads: the first
         # render toggles the tokenizer's special-token switch, which must not race with encoding.
