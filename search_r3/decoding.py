@@ -12,13 +12,21 @@ long before the new token's output row wins the argmax; such rows are not counte
 
 Rows that are done leave the batch and the cache at once, so a batch costs what its live rows
 cost: a long reasoning does not make the finished rows pay for every further step. The prompt
-head all rows share (chat template and system instruction) is computed once per batch.
+head all rows share (chat template and system instruction) is computed once and copied.
+
+``Decoder`` is the one implementation of these rules. ``reason_and_embed`` (and so
+``ReasoningEmbeddings.encode_queries``) runs prompts through it, refilling finished rows from the
+prompts still waiting; ``search_r3.engine.QueryEngine`` admits queries as they arrive. It runs on
+a KV backend: ``search_r3.slot_decoder.SlotDecoder`` (a preallocated cache that rows join and
+leave mid-batch, with a lean forward, for Llama-layout models) or ``TransformersBackend`` (the
+model's own forward and transformers' cache, for any model; rows join only an empty batch).
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,7 +75,7 @@ class SamplingOptions:
 
 @dataclass
 class DecodedBatch:
-    """Result of :func:`reason_and_embed` for one batch, in input order."""
+    """Result of ``reason_and_embed`` for one batch, in input order."""
 
     embeddings: torch.Tensor  # (n, dim) float32
     generated_ids: list[list[int]]  # reasoning ids as generated, the embed token included if emitted
@@ -346,7 +354,7 @@ class Decoder:
         self.backend.set_prefix(ids)
 
     def admit(self, rows: Sequence[DecodeRow]) -> None:
-        """Start decoding ``rows``; they take part from the next :meth:`step` on."""
+        """Start decoding ``rows``; they take part from the next ``step`` on."""
         rows = list(rows)
         if not rows:
             return
@@ -445,6 +453,8 @@ def reason_and_embed(
     no_repeat_ngram_size: int = 0,
     prefix: Sequence[int] | None = None,
     backend: str = "auto",
+    max_batch_size: int | None = None,
+    on_done: Callable[[int], Any] | None = None,
 ) -> DecodedBatch:
     """Generate reasoning for each prompt and return the embedding at the embed token.
 
@@ -467,6 +477,9 @@ def reason_and_embed(
         prefix: A prompt head to compute once for the rows that start with it (default: the
             prefix the prompts share, if at least ``MIN_SHARED_PREFIX`` tokens).
         backend: ``"auto"``, ``"slots"`` or ``"transformers"`` (see ``decode_backend``).
+        max_batch_size: Most rows decoding at once (default: all). The next prompts, in order,
+            take the place of finished rows at once (on the transformers cache: once all are done).
+        on_done: Called with the number of rows finished, after each step that finishes some.
 
     Example:
         ```python
@@ -494,9 +507,18 @@ def reason_and_embed(
     if prefix is not None and len(prefix) >= MIN_SHARED_PREFIX:
         decoder.set_prefix(prefix)
     rows = [DecodeRow(prompt=p, max_new_tokens=max_new_tokens, tag=i) for i, p in enumerate(prompts)]
-    decoder.admit(rows)
-    while decoder.rows:
-        decoder.step()
+    if max_batch_size is not None and max_batch_size < 1:
+        raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}.")
+    pending = deque(rows)
+    while True:
+        if pending and decoder.can_admit:
+            room = (max_batch_size or n) - len(decoder.rows)
+            decoder.admit([pending.popleft() for _ in range(min(room, len(pending)))])
+        if not decoder.rows:
+            break
+        finished = decoder.step()
+        if finished and on_done is not None:
+            on_done(len(finished))
     return DecodedBatch(
         embeddings=torch.stack([row.embedding for row in rows]),
         generated_ids=[row.generated for row in rows],

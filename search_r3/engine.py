@@ -71,7 +71,8 @@ class QueryEngine:
         embeddings: The model. The engine decodes with its prompts, settings and budget; do not
             change them while the engine runs.
         max_batch_size: Most queries decoding at once; later ones wait for a free row.
-        backend: ``"auto"``, ``"slots"`` or ``"transformers"`` (see ``search_r3.decoding``).
+        backend: ``"auto"``, ``"slots"`` or ``"transformers"`` (see ``search_r3.decoding``);
+            default: the model's ``decode_backend``.
 
     Example:
         ```python
@@ -86,12 +87,15 @@ class QueryEngine:
         ```
     """
 
-    def __init__(self, embeddings: ReasoningEmbeddings, max_batch_size: int = 32, *, backend: str = "auto"):
+    def __init__(
+        self, embeddings: ReasoningEmbeddings, max_batch_size: int = 32, *, backend: str | None = None
+    ):
         if not isinstance(max_batch_size, int) or max_batch_size < 1:
             raise ValueError(f"max_batch_size must be a positive integer, got {max_batch_size!r}.")
         self.embeddings = embeddings
         self.max_batch_size = max_batch_size
         self.stats = EngineStats()
+        backend = embeddings.decode_backend if backend is None else backend
         self._decoder = Decoder(embeddings.model, embeddings.decode_rules(), embeddings.pad_id, backend)
         head = embeddings.reasoning_head_ids()
         if len(head) >= MIN_SHARED_PREFIX:
@@ -281,12 +285,14 @@ class QueryEngine:
         self._complete(row.tag, result)
 
     def _complete(self, request: _Request, result: QueryEncodings) -> None:
-        self.stats.completed += 1
+        with self._cond:
+            self.stats.completed += 1
         with contextlib.suppress(InvalidStateError):  # cancelled meanwhile
             request.future.set_result(result)
 
     def _fail(self, request: _Request, exc: BaseException) -> None:
-        self.stats.failed += 1
+        with self._cond:
+            self.stats.failed += 1
         with contextlib.suppress(InvalidStateError):  # cancelled meanwhile, or already resolved
             request.future.set_exception(exc)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -85,6 +85,10 @@ class ReasoningEmbeddings:
         >>> scores = res.embeddings @ docs.T
     """
 
+    #: KV backend of reasoning: "auto" (preallocated slots for Llama-layout models, else the
+    #: transformers cache), "slots" or "transformers" (see ``search_r3.decoding.decode_backend``).
+    decode_backend: str = "auto"
+
     def __init__(
         self,
         model: Any,
@@ -109,7 +113,6 @@ class ReasoningEmbeddings:
         self._max_batch_tokens = max_batch_tokens
         self.embed_id = self.prompts.embed_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self._reasoning_head: list[int] | None = None
         self.model.eval()
         #: Optional ``search_r3.query_cache.QueryCache``: repeated queries skip their reasoning.
         self.query_cache = query_cache
@@ -231,8 +234,16 @@ class ReasoningEmbeddings:
         prompts: Sequence[Sequence[int]],
         max_reasoning_tokens: int | None = None,
         sampling: SamplingOptions | None = None,
+        *,
+        batch_size: int | None = None,
+        on_done: Callable[[int], Any] | None = None,
     ) -> QueryEncodings:
-        """Generate reasoning for reasoning prompts and embed at the token, one batch."""
+        """Generate reasoning for reasoning prompts and embed at the token.
+
+        Args:
+            batch_size: Most prompts decoding at once (default: all of them).
+            on_done: Called with the number of prompts finished, after each step that ends some.
+        """
         decoded = reason_and_embed(
             self.model,
             prompts,
@@ -248,6 +259,9 @@ class ReasoningEmbeddings:
             closing_ids=self.prompts.closing_ids[:-1],
             no_repeat_ngram_size=self.settings.no_repeat_ngram_size,
             prefix=self.reasoning_head_ids(),
+            backend=self.decode_backend,
+            max_batch_size=batch_size,
+            on_done=on_done,
         )
         return self.query_encodings(decoded.generated_ids, decoded.forced, decoded.embeddings)
 
@@ -265,10 +279,11 @@ class ReasoningEmbeddings:
 
     def reasoning_head_ids(self) -> list[int]:
         """The head every reasoning prompt starts with (chat template and instruction)."""
-        if self._reasoning_head is None:
+        head = self.__dict__.get("_reasoning_head")
+        if head is None:
             a, b = (self.prompts.reasoning_prompt_ids(t) for t in ("a", "b"))
-            self._reasoning_head = list(a[: shared_prefix_length([a, b])])
-        return self._reasoning_head
+            head = self._reasoning_head = list(a[: shared_prefix_length([a, b])])
+        return head
 
     def query_encodings(
         self, generated: Sequence[Sequence[int]], forced: Sequence[bool], embeddings: torch.Tensor
@@ -357,23 +372,24 @@ class ReasoningEmbeddings:
             return QueryEncodings(vectors, [""] * n, np.zeros(n, dtype=bool), [0] * n)
         prompts = self.prompts.build(queries, "reasoning")
         sampling = SamplingOptions(do_sample, temperature, top_p, seed)
-        parts: dict[int, QueryEncodings] = {}
-        batches = list(length_sorted_batches([len(p) for p in prompts], batch_size or self.batch_size))
-        for batch in self._progress(batches, show_progress_bar, len(prompts) > 4, "Reasoning"):
-            result = self.reason_prompt_ids([prompts[i] for i in batch], max_reasoning_tokens, sampling)
-            for j, i in enumerate(batch):
-                parts[i] = QueryEncodings(
-                    result.embeddings[j : j + 1],
-                    [result.reasoning[j]],
-                    result.forced[j : j + 1],
-                    [result.generated_tokens[j]],
-                )
-        ordered = [parts[i] for i in range(len(prompts))]
+        # Longest first, at most batch_size rows decoding at once; a row that finishes makes room
+        # for the next prompt at once (on the transformers cache: when the whole batch is done).
+        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+        show = len(prompts) > 4 if show_progress_bar is None else show_progress_bar
+        with tqdm(total=len(prompts), desc="Reasoning", unit="query", disable=not show) as bar:
+            result = self.reason_prompt_ids(
+                [prompts[i] for i in order],
+                max_reasoning_tokens,
+                sampling,
+                batch_size=batch_size or self.batch_size,
+                on_done=bar.update,
+            )
+        back = np.argsort(order)
         return QueryEncodings(
-            embeddings=np.concatenate([p.embeddings for p in ordered]) if ordered else self._empty(),
-            reasoning=[p.reasoning[0] for p in ordered],
-            forced=np.concatenate([p.forced for p in ordered]) if ordered else np.zeros(0, dtype=bool),
-            generated_tokens=[p.generated_tokens[0] for p in ordered],
+            embeddings=result.embeddings[back] if len(prompts) else self._empty(),
+            reasoning=[result.reasoning[j] for j in back],
+            forced=result.forced[back] if len(prompts) else np.zeros(0, dtype=bool),
+            generated_tokens=[result.generated_tokens[j] for j in back],
         )
 
     def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:

@@ -248,6 +248,7 @@ def test_shared_prefix_length():
 
 
 def test_the_shared_template_head_is_computed_once(setup, backend):
+    """Once per batch on the transformers cache; once per model (kept with it) on the slots."""
     model, _, builder = setup
     prompts = builder.build(QUERIES[:4], "reasoning")
     shared = shared_prefix_length(prompts)
@@ -257,14 +258,19 @@ def test_the_shared_template_head_is_computed_once(setup, backend):
         lambda module, args, out: shapes.append(tuple(args[0].shape))
     )
     try:
-        out = _decode(model, builder, prompts, budget=3, backend=backend)
+        outs = [_decode(model, builder, prompts, budget=3, backend=backend) for _ in range(2)]
     finally:
         hook.remove()
     longest_own = max(len(p) - shared for p in prompts)
-    assert shapes[:2] == [(1, shared), (4, longest_own)]
-    for row, prompt in enumerate(prompts):  # and the vectors are still those of a plain forward
-        want = _reference(model, builder, prompt, out.generated_ids[row], out.forced[row])
-        assert torch.allclose(out.embeddings[row], want, atol=1e-5)
+    assert shapes.count((4, longest_own)) == 2  # the rest of the prompts, once per batch
+    heads = shapes.count((1, shared))
+    assert heads == 2 if backend == "transformers" else heads <= 1
+    rest = [shape for shape in shapes if shape != (1, shared)]
+    assert all(width <= longest_own for _, width in rest)  # no row ran its whole prompt
+    for out in outs:
+        for row, prompt in enumerate(prompts):  # and the vectors are still those of a plain forward
+            want = _reference(model, builder, prompt, out.generated_ids[row], out.forced[row])
+            assert torch.allclose(out.embeddings[row], want, atol=1e-5)
 
 
 def test_a_row_that_writes_the_closing_text_gets_the_token_next(setup, backend):
@@ -332,3 +338,60 @@ def test_backends_agree(setup):
     slots, plain = (_decode(model, builder, prompts, 10, backend=b) for b in ("slots", "transformers"))
     assert slots.generated_ids == plain.generated_ids and slots.forced == plain.forced
     assert torch.allclose(slots.embeddings, plain.embeddings, atol=1e-5)
+
+
+def test_slots_grow_while_rows_decode(setup, monkeypatch):
+    """A cache that starts small and grows (rows and positions) while rows decode changes nothing."""
+    from search_r3 import slot_decoder
+
+    model, _, builder = setup
+    prompts = builder.build(QUERIES, "reasoning")
+    want = _decode(model, builder, prompts, 10, backend="transformers")
+    monkeypatch.setattr(slot_decoder, "LENGTH_STEP", 4)
+    decoder = slot_decoder.SlotDecoder(model)
+    decoder.set_prefix(prompts[0][: shared_prefix_length(prompts)])
+    hidden = [decoder.admit([prompts[0]])]  # one slot at first; the others arrive later
+    for prompt in prompts[1:]:
+        hidden.append(decoder.admit([prompt]))
+        assert decoder.keys[0].shape[2] % 4 == 0 and decoder.keys[0].shape[0] >= decoder.size
+    last = torch.cat(hidden)
+    generated = [[] for _ in prompts]
+    with torch.inference_mode():
+        for _ in range(10):
+            tokens = decoder.logits(last).argmax(-1).tolist()
+            for row, token in enumerate(tokens):
+                generated[row].append(token)
+            last = decoder.step(tokens)
+    assert generated == want.generated_ids
+    assert decoder.lengths == [len(p) + 10 for p in prompts]
+    with torch.inference_mode():
+        decoder.keep([4, 1])  # rows leave: the others move down, in order
+        assert decoder.lengths == [len(prompts[4]) + 10, len(prompts[1]) + 10]
+        last = decoder.step(decoder.logits(last[[4, 1]]).argmax(-1).tolist())
+        tokens = decoder.logits(last).argmax(-1).tolist()
+    longer = _decode(model, builder, [prompts[4], prompts[1]], 12, backend="transformers")
+    assert [ids[11] for ids in longer.generated_ids] == tokens  # their caches moved intact
+
+
+def test_finished_rows_make_room_for_the_next_prompts(setup, backend):
+    model, _, builder = setup
+    prompts = builder.build(QUERIES, "reasoning")
+    biased, _, step = biased_copy(model, prompts, builder.embed_id)
+    budget = step + 4
+    everything = _decode(biased, builder, prompts, budget, backend=backend)
+    rows_fed = []
+    hook = biased.get_input_embeddings().register_forward_hook(
+        lambda module, args, out: rows_fed.append(args[0].shape[0])
+    )
+    done = []
+    try:
+        two = _decode(
+            biased, builder, prompts, budget, backend=backend, max_batch_size=2, on_done=done.append
+        )
+    finally:
+        hook.remove()
+    assert max(rows_fed) <= 2 and sum(done) == len(prompts)
+    assert two.generated_ids == everything.generated_ids and two.forced == everything.forced
+    assert torch.allclose(two.embeddings, everything.embeddings, atol=1e-5)
+    with pytest.raises(ValueError, match="max_batch_size"):
+        _decode(biased, builder, prompts, budget, backend=backend, max_batch_size=0)

@@ -211,3 +211,22 @@ def test_close_without_drain_fails_what_is_left(emb):
 def test_invalid_batch_size(emb):
     with pytest.raises(ValueError, match="max_batch_size"):
         QueryEngine(emb, max_batch_size=0)
+
+
+# -- the real shipped model (off by default: `make test-slow`) -----------------------------------
+@pytest.mark.slow
+def test_shipped_model_through_the_engine_matches_encode_queries():
+    from search_r3.demo import demo_queries
+
+    real = ReasoningEmbeddings.from_pretrained("search-r3-smollm2-135m", device="cpu", dtype="float32")
+    queries = demo_queries()
+    want = [real.encode_queries([q], max_reasoning_tokens=32) for q in queries]
+    with QueryEngine(real) as engine:
+        futures = []
+        for query in queries:
+            futures.append(engine.submit(query, max_reasoning_tokens=32))
+            _wait_for(lambda: engine.stats.steps >= 2 * len(futures) or not engine.live)
+        got = [f.result(timeout=600) for f in futures]
+        assert engine.stats.row_steps > engine.stats.steps  # queries did decode together
+    for g, w in zip(got, want, strict=True):
+        _assert_same(g, w)
