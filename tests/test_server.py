@@ -338,6 +338,9 @@ def test_malformed_json_and_unknown_routes(served: Running) -> None:
     )
     assert error_of(bad, 400)["code"] == "invalid_json"
     assert error_of(httpx.get(f"{served.root}/v2/nothing", headers=AUTH), 404)["code"] == "not_found"
+    wrong_type = httpx.post(f"{served.base_url}/passage/embeddings", json={"input": "q"}, headers=AUTH)
+    assert error_of(wrong_type, 404)["code"] == "not_found"
+    assert httpx.get(f"{served.base_url}/document/models", headers=AUTH).json()["data"][0]["id"] == MODEL
 
 
 def test_the_openai_client_raises_its_own_error_types(served: Running) -> None:

@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from fastapi import Depends, FastAPI, Request
@@ -259,10 +259,6 @@ def create_app(service: EmbeddingService, config: ServerConfig) -> FastAPI:
     async def models() -> dict[str, Any]:
         return models_body()
 
-    @app.get("/v1/{input_type}/models", dependencies=[Depends(require_key)])
-    async def typed_models(input_type: Literal["query", "document"]) -> dict[str, Any]:
-        return models_body()
-
     async def embed(body: EmbeddingRequest, path_type: str | None) -> JSONResponse:
         check_model(body.model)
         if body.dimensions is not None and body.dimensions != service.dimension:
@@ -318,11 +314,17 @@ def create_app(service: EmbeddingService, config: ServerConfig) -> FastAPI:
     async def embeddings(body: EmbeddingRequest) -> JSONResponse:
         return await embed(body, None)
 
-    @app.post("/v1/{input_type}/embeddings", dependencies=[Depends(require_key)])
-    async def typed_embeddings(
-        input_type: Literal["query", "document"], body: EmbeddingRequest
-    ) -> JSONResponse:
-        return await embed(body, input_type)
+    def fixed_type(kind: str) -> Any:
+        async def typed_embeddings(body: EmbeddingRequest) -> JSONResponse:
+            return await embed(body, kind)
+
+        return typed_embeddings
+
+    # base URLs .../v1/query and .../v1/document fix the input type for clients that cannot add fields
+    for kind in ("query", "document"):
+        auth = [Depends(require_key)]
+        app.add_api_route(f"/v1/{kind}/embeddings", fixed_type(kind), methods=["POST"], dependencies=auth)
+        app.add_api_route(f"/v1/{kind}/models", models, methods=["GET"], dependencies=auth)
 
     @app.post("/v1/search", dependencies=[Depends(require_key)])
     async def search(body: SearchRequest) -> JSONResponse:
