@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -21,6 +21,9 @@ from search_r3.pretrained import resolve_model_source
 from search_r3.prompts import PromptBuilder
 from search_r3.saving import save_model_folder
 from search_r3.settings import SearchR3Settings, check_count
+
+if TYPE_CHECKING:
+    from search_r3.query_cache import QueryCache
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +99,7 @@ class ReasoningEmbeddings:
         max_reasoning_tokens: int | None = None,
         batch_size: int = 16,
         max_batch_tokens: int | None = None,
+        query_cache: QueryCache | None = None,
     ):
         self.model = model
         self.tokenizer = tokenizer
@@ -115,6 +119,8 @@ class ReasoningEmbeddings:
         self.embed_id = self.prompts.embed_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.model.eval()
+        #: Optional ``search_r3.query_cache.QueryCache``: repeated queries skip their reasoning.
+        self.query_cache = query_cache
 
     # -- loading ----------------------------------------------------------------------------
     @classmethod
@@ -341,6 +347,7 @@ class ReasoningEmbeddings:
         seed: int | None = None,
         batch_size: int | None = None,
         show_progress_bar: bool | None = None,
+        use_cache: bool = True,
     ) -> QueryEncodings:
         """Embed queries, by default after a short reasoning (greedy, reproducible).
 
@@ -348,11 +355,25 @@ class ReasoningEmbeddings:
             reasoning: Reason before embedding (default: the instance's ``reasoning``).
             max_reasoning_tokens: Budget of generated tokens; rows that hit it are ``forced``.
             do_sample, temperature, top_p, seed: Sampling instead of greedy decoding.
+            use_cache: Look queries up in the instance's ``query_cache`` (if it has one) first.
         """
         if batch_size is not None:
             check_count("batch_size", batch_size, 1)
         if max_reasoning_tokens is not None:
             max_reasoning_tokens = self.checked_budget(max_reasoning_tokens)
+        if use_cache and self.query_cache is not None:
+            return self.query_cache.encode_queries(
+                self,
+                queries,
+                reasoning=reasoning,
+                max_reasoning_tokens=max_reasoning_tokens,
+                do_sample=do_sample,
+                temperature=temperature,
+                top_p=top_p,
+                seed=seed,
+                batch_size=batch_size,
+                show_progress_bar=show_progress_bar,
+            )
         reasoning = self.reasoning if reasoning is None else reasoning
         if not reasoning:
             prompts = self.prompts.build(queries, "query")
