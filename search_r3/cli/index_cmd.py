@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import asdict
 
 from search_r3.cli.common import (
     STORE_HELP,
@@ -25,8 +26,14 @@ EXAMPLES = (
   search-r3 index docs/ --model ./my-model --url http://localhost:6333
   SEARCH_R3_MODEL=./my-model search-r3 index docs/ --json
 
-Documents keep stable ids (file path, #N per chunk, or the JSON id), so running the same
-command again, or after an interruption, only embeds what is not stored yet.
+  search-r3 index notes/ --cleanup full                 # also drop documents of deleted files
+  search-r3 index notes/ --reindex                      # embed everything again (new model weights)
+
+Each run syncs the collection with the files: new and edited chunks are embedded, unchanged
+ones skipped, and chunks a shortened file lost are deleted (--cleanup incremental, the default).
+--cleanup full also deletes every document this run did not read (give the whole corpus);
+--cleanup none deletes nothing. Ids are the file path relative to --root (default: the current
+folder), #N per chunk, or the JSON id; run again after an interruption to finish the sync.
 
 """
     + STORE_HELP
@@ -52,9 +59,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--batch-size", type=int, default=32, help="documents embedded per batch (default 32)"
     )
     parser.add_argument(
+        "--cleanup",
+        choices=("incremental", "full", "none"),
+        default="incremental",
+        help="what to delete after writing: chunks the read sources no longer have (incremental, "
+        "default), every document not read in this run (full), or nothing (none)",
+    )
+    parser.add_argument(
+        "--root",
+        default=None,
+        metavar="DIR",
+        help="folder that document ids and sources are relative to (default: the current folder)",
+    )
+    parser.add_argument(
         "--reindex",
         action="store_true",
-        help="embed again documents whose id is already stored (after edits)",
+        help="embed every document again, changed or not (e.g. after the model changed); "
+        "edited files are re-embedded without it",
     )
     add_json_option(parser)
     add_model_options(parser, reasoning=False)
@@ -64,23 +85,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from search_r3.corpus_readers import DEFAULT_CHUNK_CHARS, read_documents
+    from search_r3.store import check_batch_size
 
-    chunk = DEFAULT_CHUNK_CHARS if args.chunk_chars is None else (args.chunk_chars or None)
-    docs = list(read_documents(args.paths, chunk_chars=chunk))  # read first: bad paths fail fast
-    if not docs:
+    check_batch_size(args.batch_size)  # before reading files or loading the model
+    chunk = DEFAULT_CHUNK_CHARS if args.chunk_chars is None else args.chunk_chars
+    sources: list[str] = []
+    # read first: bad paths fail fast
+    docs = list(read_documents(args.paths, chunk_chars=chunk, root=args.root, sources=sources))
+    cleanup = None if args.cleanup == "none" else args.cleanup
+    if not docs and not (cleanup == "incremental" and sources):
         note(args, "nothing to index (the files are empty)")
         return 1
     embeddings = load_model(args, recorded_model(args))
     start = time.perf_counter()
     with open_store(args, embeddings) as store:
-        before = store.count()
-        store.add_documents(
+        result = store.index(
             [d.text for d in docs],
             ids=[d.id for d in docs],
             metadatas=[d.metadata for d in docs],
+            cleanup=cleanup,
+            sources=sources,
             batch_size=args.batch_size,
             show_progress_bar=True,
-            skip_existing=not args.reindex,
+            force_update=args.reindex,
         )
         total = store.count()
         where = "local" if store.local else "server"
@@ -88,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         "collection": args.collection,
         "store": where,
         "documents": len(docs),
-        "added": total - before,
+        **asdict(result),
         "count": total,
         "seconds": round(time.perf_counter() - start, 2),
     }
@@ -97,6 +124,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(
             f"indexed {summary['documents']} documents into {args.collection!r} ({where} store): "
-            f"{summary['added']} new, {total} in total, {summary['seconds']} s"
+            f"{result}; {total} in total, {summary['seconds']} s"
         )
     return 0

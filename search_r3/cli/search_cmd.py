@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
 
 from search_r3.cli.common import (
+    MODEL_ENV,
     STORE_HELP,
     add_json_option,
     add_model_options,
     add_store_options,
     load_model,
-    open_store,
     print_json,
     print_result,
-    recorded_model,
     result_json,
 )
 from search_r3.errors import InvalidInputError
@@ -58,54 +59,103 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def parse_filters(items: list[str]) -> dict[str, object] | None:
-    """Parse ``--filter`` items: ``topic=a``, ``year=1990``, ``lang=en,de`` (any of).
+    r"""Parse ``--filter`` items into a store filter (all items must match).
 
-    Integers and true/false become typed values; a comma separates alternatives.
+    * ``topic=art``: the metadata value ``"art"``.
+    * ``code=123``, ``flag=true``: the string, or the integer / bool, whichever the documents
+      store (``{"code": ["123", 123]}``), so ``zip=02139`` finds the string ``"02139"``.
+    * ``code:str=123``, ``year:int=1990``, ``flag:bool=true``: only that type.
+    * ``lang=en,de``: any of the values; write ``\,`` for a comma inside a value.
+
+    Example:
+        ```python
+        parse_filters(["zip=02139", "year:int=1990", "lang=en,de"])
+        # {"zip": ["02139", 2139], "year": 1990, "lang": ["en", "de"]}
+        ```
     """
     if not items:
         return None
     out: dict[str, object] = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise InvalidInputError(f"--filter {item!r}: write KEY=VALUE, e.g. --filter topic=gardening.")
-        values = [_typed(v.strip()) for v in value.split(",")]
-        out[key.strip()] = values if len(values) > 1 else values[0]
+        key, _, kind = key.strip().partition(":")
+        if not sep or not key:
+            raise InvalidInputError(
+                f"--filter {item!r}: write KEY=VALUE (or KEY:TYPE=VALUE), e.g. --filter topic=gardening."
+            )
+        if kind and kind not in _TYPES:
+            raise InvalidInputError(
+                f"--filter {item!r}: unknown type {kind!r}; use {', '.join(_TYPES)}, e.g. year:int=1990."
+            )
+        values: list[object] = []
+        seen: set[tuple[type, object]] = set()
+        for raw in _COMMA.split(value):
+            for typed in _typed(raw.replace("\\,", ",").strip(), kind, item):
+                if (type(typed), typed) not in seen:
+                    seen.add((type(typed), typed))
+                    values.append(typed)
+        if key in out:
+            raise InvalidInputError(f"--filter {key!r} is given twice; write {key}=a,b to match a or b.")
+        out[key] = values if len(values) > 1 else values[0]
     return out
 
 
-def _typed(value: str) -> object:
-    if value.lstrip("-").isdigit():
-        return int(value)
-    if value in ("true", "false"):
-        return value == "true"
-    return value
+_TYPES = ("str", "int", "bool")
+_COMMA = re.compile(r"(?<!\\),")
+
+
+def _typed(value: str, kind: str, item: str) -> list[object]:
+    """The values ``value`` may mean: as written, or as the type asked for."""
+    if kind == "str":
+        return [value]
+    as_int = int(value) if re.fullmatch(r"[+-]?\d+", value) else None
+    as_bool = {"true": True, "false": False}.get(value.lower())
+    if kind == "int":
+        if as_int is None:
+            raise InvalidInputError(f"--filter {item!r}: {value!r} is not an integer.")
+        return [as_int]
+    if kind == "bool":
+        if as_bool is None:
+            raise InvalidInputError(f"--filter {item!r}: {value!r} is not true or false.")
+        return [as_bool]
+    extra = as_int if as_int is not None else as_bool
+    return [value] if extra is None else [value, extra]
 
 
 def run(args: argparse.Namespace) -> int:
+    from search_r3.store import QdrantStore, collection_model, open_client, require_collection
+
     if args.top_k <= 0:
         raise InvalidInputError("-k must be a positive number of hits.")
     filters = parse_filters(args.filter)
-    embeddings = load_model(args, recorded_model(args))
-    results = []
-    with open_store(args, embeddings) as store:
-        if store.count() == 0:
+    client = open_client(args.path, args.url, args.api_key)
+    try:
+        # a missing or empty collection is an error before the model loads (and is never created)
+        require_collection(client, args.collection)
+        if client.count(args.collection, exact=True).count == 0:
             raise InvalidInputError(
                 f"Collection {args.collection!r} is empty; index documents first: "
                 f"search-r3 index PATH --collection {args.collection}"
             )
-        for query in args.queries:
-            result = store.search(
-                query,
-                k=args.top_k,
-                filter=filters,
-                reasoning=False if args.no_reasoning else None,
-                max_reasoning_tokens=args.max_reasoning_tokens,
-            )
-            results.append((query, result))
-            if not args.json:
-                print_result(query, result)
-                print()
+        chosen = args.model or os.environ.get(MODEL_ENV)
+        recorded = None if chosen else collection_model(client, args.collection)
+        embeddings = load_model(args, recorded)
+        results = []
+        with QdrantStore(embeddings, args.collection, client=client) as store:
+            for query in args.queries:
+                result = store.search(
+                    query,
+                    k=args.top_k,
+                    filter=filters,
+                    reasoning=False if args.no_reasoning else None,
+                    max_reasoning_tokens=args.max_reasoning_tokens,
+                )
+                results.append((query, result))
+                if not args.json:
+                    print_result(query, result)
+                    print()
+    finally:
+        client.close()
     if args.json:
         print_json([result_json(q, r) for q, r in results])
     return 0
