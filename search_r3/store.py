@@ -161,7 +161,10 @@ def open_client(
             raise StoreOptionsError(
                 "Give either path (local mode) or url (server mode), not both: drop --path or --url."
             )
-        return _reachable(QdrantClient(url=url, api_key=api_key), url)
+        with warnings.catch_warnings():  # an unreachable server: _reachable says it in one line
+            warnings.filterwarnings("ignore", message="Failed to obtain server version")
+            client = QdrantClient(url=url, api_key=api_key)
+        return _reachable(client, url)
     if str(path) == ":memory:":
         return QdrantClient(location=":memory:")
     folder = Path(path).expanduser() if path is not None else default_store_path()
@@ -326,7 +329,7 @@ class QdrantStore:
         self.local = is_local(self.client)
         self._warned_size = False
         try:
-            self._ensure_collection()
+            self._write(self._ensure_collection)
         except Exception:
             self.close()
             raise
