@@ -125,9 +125,12 @@ class _Reader:
             logger.warning("%s: already read (given twice, or a link to a file read before); skipped", path)
             return False
         self.seen.add(resolved)
+        return True
+
+    def record(self, path: Path) -> None:
+        """Note a source as read (even if it yields no document: an emptied file)."""
         if self.sources is not None:
             self.sources.append(self.source_of(path))
-        return True
 
     def folder(self, root: Path) -> Iterator[Document]:
         if (root / "corpus.jsonl").is_file() and (root / "queries.jsonl").is_file():
@@ -151,10 +154,16 @@ class _Reader:
         suffix = path.suffix.lower()
         if suffix in JSONL_SUFFIXES:
             if self.first_visit(path):
+                self.record(path)
                 yield from _read_jsonl(path, self.source_of(path))
         elif suffix in TEXT_SUFFIXES or (explicit and _looks_like_text(path)):
             if self.first_visit(path):
-                yield from _read_text(path, self.chunk_chars, self.source_of(path))
+                text = _text_of(path)
+                if "\x00" in text:
+                    logger.warning("%s: holds NUL bytes (a binary file?); skipped", path)
+                    return
+                self.record(path)
+                yield from _text_documents(path, text, self.chunk_chars, self.source_of(path))
         else:
             raise CorpusError(
                 f"{path}: unsupported file type {suffix or '(none)'}; index text or markdown files "
@@ -171,7 +180,7 @@ def _looks_like_text(path: Path) -> bool:
     return b"\x00" not in head
 
 
-def _read_text(path: Path, chunk_chars: int | None, source: str) -> Iterator[Document]:
+def _text_of(path: Path) -> str:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -179,9 +188,10 @@ def _read_text(path: Path, chunk_chars: int | None, source: str) -> Iterator[Doc
             f"{path} is not UTF-8 text (byte {exc.start}); convert it first, e.g. "
             f"`iconv -f latin1 -t utf-8 {path.name} > {path.stem}.utf8{path.suffix}`."
         ) from exc
-    if "\x00" in text:
-        logger.warning("%s: holds NUL bytes (a binary file?); skipped", path)
-        return
+    return text
+
+
+def _text_documents(path: Path, text: str, chunk_chars: int | None, source: str) -> Iterator[Document]:
     title = _title_of(text, path)
     chunks = split_text(text, chunk_chars) if chunk_chars else ([text.strip()] if text.strip() else [])
     for i, chunk in enumerate(chunks):
