@@ -36,6 +36,10 @@ logger = logging.getLogger(__name__)
 #: qdrant-client's local mode warns above this many points; a server is the way past it.
 LOCAL_MODE_COMFORT_LIMIT = 20_000
 
+#: Characters per token that no tokenizer exceeds in practice: texts are cut at
+#: ``max_length * MAX_CHARS_PER_TOKEN`` characters before embedding (see ``QdrantStore._embeddable``).
+MAX_CHARS_PER_TOKEN = 32
+
 #: Namespace of the deterministic point ids (uuid5 of the document id).
 POINT_NAMESPACE = uuid.UUID("6f1d5e0a-2c3b-5b7e-9a54-5e1c2a3b7d90")
 
@@ -550,7 +554,7 @@ class QdrantStore:
                     todo.append(i)
                 if todo:
                     vectors = self.embeddings.encode_documents(
-                        [texts[i] for i in todo], show_progress_bar=False
+                        self._embeddable([texts[i] for i in todo]), show_progress_bar=False
                     )
                     self._upsert(
                         [doc_ids[i] for i in todo],
@@ -561,6 +565,16 @@ class QdrantStore:
                 bar.update(len(batch))
         self._warn_if_large()
         return result
+
+    def _embeddable(self, texts: list[str]) -> list[str]:
+        """Texts cut to a character bound the model's token limit cannot reach past.
+
+        The model keeps at most ``max_length`` tokens of a text; cutting at
+        ``MAX_CHARS_PER_TOKEN`` characters per token first embeds the same tokens without
+        tokenising a whole 10 MB file (the stored text stays whole).
+        """
+        limit = int(getattr(self.embeddings, "max_length", 0) or 0) * MAX_CHARS_PER_TOKEN
+        return [t[:limit] for t in texts] if limit else texts
 
     def add_vectors(
         self,

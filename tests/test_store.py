@@ -318,3 +318,15 @@ def test_collection_records_its_model(tiny_embeddings, tiny_llama_dir: Path) -> 
     QdrantStore(tiny_embeddings, "rec", client=client)
     assert collection_model(client, "rec") == str(Path(tiny_llama_dir).resolve())
     assert collection_model(client, "absent") is None
+
+
+def test_a_huge_text_is_cut_by_characters_before_embedding(store: QdrantStore, tiny_embeddings) -> None:
+    words = ["wing", "lift", "heat", "shock", "tide", "bread", "stale", "moon", "road", "index"]
+    huge = " ".join(words[i % len(words)] for i in range(40_000))  # far past max_length tokens
+    cut = store._embeddable([huge])[0]
+    assert len(cut) == tiny_embeddings.max_length * store_module.MAX_CHARS_PER_TOKEN < len(huge)
+    store.add_documents([huge], ids=["huge"])
+    hit = store.get(["huge"])[0]
+    assert hit.text == huge  # the stored text stays whole
+    whole = tiny_embeddings.encode_documents([huge])[0]  # tokenises all of it, then truncates
+    assert store.search_by_vector(whole, k=1)[0].score == pytest.approx(1.0, abs=1e-4)
