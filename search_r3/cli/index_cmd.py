@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
 
 from search_r3.cli.common import (
+    MODEL_ENV,
     STORE_HELP,
     add_json_option,
     add_model_options,
     add_store_options,
     load_model,
     note,
-    open_store,
     print_json,
-    recorded_model,
 )
+
+if TYPE_CHECKING:
+    from search_r3.corpus_readers import Document
+    from search_r3.store import IndexResult, QdrantStore
 
 EXAMPLES = (
     """examples:
@@ -85,7 +90,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from search_r3.corpus_readers import DEFAULT_CHUNK_CHARS, read_documents
-    from search_r3.store import check_batch_size
+    from search_r3.store import QdrantStore, check_batch_size, collection_model, open_client
 
     check_batch_size(args.batch_size)  # before reading files or loading the model
     chunk = DEFAULT_CHUNK_CHARS if args.chunk_chars is None else args.chunk_chars
@@ -96,21 +101,15 @@ def run(args: argparse.Namespace) -> int:
     if not docs and not (cleanup == "incremental" and sources):
         note(args, "nothing to index (the files are empty)")
         return 1
-    embeddings = load_model(args, recorded_model(args))
-    start = time.perf_counter()
-    with open_store(args, embeddings) as store:
-        result = store.index(
-            [d.text for d in docs],
-            ids=[d.id for d in docs],
-            metadatas=[d.metadata for d in docs],
-            cleanup=cleanup,
-            sources=sources,
-            batch_size=args.batch_size,
-            show_progress_bar=True,
-            force_update=args.reindex,
-        )
-        total = store.count()
-        where = "local" if store.local else "server"
+    client = open_client(args.path, args.url, args.api_key)  # store options fail before the model loads
+    try:
+        chosen = args.model or os.environ.get(MODEL_ENV)
+        embeddings = load_model(args, None if chosen else collection_model(client, args.collection))
+        start = time.perf_counter()
+        with QdrantStore(embeddings, args.collection, client=client) as store:
+            result, total, where = _sync(args, store, docs, cleanup, sources)
+    finally:
+        client.close()
     summary = {
         "collection": args.collection,
         "store": where,
@@ -127,3 +126,20 @@ def run(args: argparse.Namespace) -> int:
             f"{result}; {total} in total, {summary['seconds']} s"
         )
     return 0
+
+
+def _sync(
+    args: argparse.Namespace, store: QdrantStore, docs: list[Document], cleanup: Any, sources: list[str]
+) -> tuple[IndexResult, int, str]:
+    """Sync the store with ``docs``; returns what changed, the new count and the store kind."""
+    result = store.index(
+        [d.text for d in docs],
+        ids=[d.id for d in docs],
+        metadatas=[d.metadata for d in docs],
+        cleanup=cleanup,
+        sources=sources,
+        batch_size=args.batch_size,
+        show_progress_bar=True,
+        force_update=args.reindex,
+    )
+    return result, store.count(), "local" if store.local else "server"
