@@ -486,8 +486,7 @@ class QdrantStore:
         )
         keep = {point_id(doc_ids[i]) for i in order}
         if cleanup == "incremental":
-            for source in dict.fromkeys(groups):
-                result.deleted += self._prune(keep, {source_key: source})
+            result.deleted += self._prune_sources(keep, source_key, set(groups))
         elif cleanup == "full":
             result.deleted += self._prune(keep, None)
         self._warn_if_large()
@@ -642,6 +641,21 @@ class QdrantStore:
     def _prune(self, keep: set[str], where: Mapping[str, Any] | None) -> int:
         """Delete the points matching ``where`` (all when ``None``) whose id is not in ``keep``."""
         stale = [pid for pid in self._point_ids(to_filter(where) if where else None) if pid not in keep]
+        return self._delete_counted(stale)
+
+    def _prune_sources(self, keep: set[str], source_key: str, sources: set[str]) -> int:
+        """Delete the points of ``sources`` whose id is not in ``keep``.
+
+        A few sources: one filtered scroll each (a server answers from its payload index). Many:
+        one scroll over the collection, since local mode scans every point per filter.
+        """
+        if len(sources) <= 32:
+            return sum(self._prune(keep, {source_key: source}) for source in sorted(sources))
+        stale = []
+        for point in scroll_points(self.client, self.collection_name, payload=[METADATA_KEY]):
+            source = ((point.payload or {}).get(METADATA_KEY) or {}).get(source_key)
+            if str(point.id) not in keep and isinstance(source, str) and source in sources:
+                stale.append(str(point.id))
         return self._delete_counted(stale)
 
     def _point_ids(self, filter: Filter | None) -> list[str]:

@@ -265,3 +265,15 @@ def test_kill_9_then_rerun_converges(
         assert summary["added"] == summary["updated"] == 0 and summary["deleted"] > 0
     again = run_index(capsys, argv)  # and then it is a fixed point
     assert again["added"] == again["updated"] == again["deleted"] == 0
+
+
+def test_incremental_cleanup_of_many_sources(tiny_embeddings) -> None:
+    # past 32 sources the stale points are found in one scroll instead of one filter per source
+    with QdrantStore(tiny_embeddings, "many", path=":memory:") as store:
+        texts = [f"note {s} part {p}" for s in range(40) for p in range(2)]
+        ids = [f"s{s}#{p}" for s in range(40) for p in range(2)]
+        metas = [{"source": f"s{s}"} for s in range(40) for _ in range(2)]
+        store.index([*texts, "other"], ids=[*ids, "other"], metadatas=[*metas, {"source": "elsewhere"}])
+        result = store.index(texts[::2], ids=ids[::2], metadatas=metas[::2], cleanup="incremental")
+        assert (result.deleted, result.unchanged, result.added) == (40, 40, 0)
+        assert store.count() == 41 and store.get(["other", "s3#1", "s3#0"])[0].id == "other"
