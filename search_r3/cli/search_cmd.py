@@ -25,6 +25,7 @@ EXAMPLES = (
   search-r3 search "wing lift at high angles" -k 5 --collection papers
   search-r3 search "heat shields" --no-reasoning                 # one forward pass, no reasoning
   search-r3 search "slug control" --filter topic=gardening --json
+  search-r3 search "boston" --filter zip:str=02139 --filter year:int=1990
   search-r3 search "q1" "q2" --max-reasoning-tokens 32          # several queries
 
 The model is --model, else $SEARCH_R3_MODEL, else the one the collection was indexed with.
@@ -50,7 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="only documents whose metadata KEY equals VALUE (repeat for AND; VALUE a,b for any of)",
+        help="only documents whose metadata KEY equals VALUE (repeat for AND; a,b: any of; 123 and true "
+        "match the string or the typed value; KEY:str=, KEY:int=, KEY:bool= pick one type)",
     )
     add_json_option(parser)
     add_model_options(parser)
