@@ -8,6 +8,7 @@ embeds a dummy text (with reasoning that would be a whole generation).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -177,7 +178,9 @@ def open_client(
     try:
         folder.mkdir(parents=True, exist_ok=True)
         return QdrantClient(path=str(folder))
-    except (PermissionError, sqlite3.OperationalError) as exc:
+    except (OSError, sqlite3.OperationalError) as exc:
+        if not _is_read_only(exc):
+            raise
         raise _read_only(folder, exc) from exc
     except RuntimeError as exc:
         if "already accessed" not in str(exc):
@@ -205,10 +208,18 @@ def _reachable(client: QdrantClient, url: str) -> QdrantClient:
     return client
 
 
+def _is_read_only(exc: Exception) -> bool:
+    """Whether an error means the store folder (or its database) cannot be written."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return "readonly" in str(exc) or "read-only" in str(exc)
+    return isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
 def _read_only(folder: Path, exc: Exception) -> StoreError:
     return StoreError(
-        f"Cannot write to the store folder {folder} ({exc}). Make it writable, or pick another "
-        "folder with --path (or $SEARCH_R3_STORE)."
+        f"Cannot write to the store folder {folder} ({exc}); Qdrant's local mode writes a lock "
+        "file even to search. Make it writable, or pick another folder with --path (or "
+        "$SEARCH_R3_STORE)."
     )
 
 
@@ -635,7 +646,9 @@ class QdrantStore:
         """Run a write; a read-only local folder becomes a clear error."""
         try:
             return write()
-        except (PermissionError, sqlite3.OperationalError) as exc:
+        except (OSError, sqlite3.OperationalError) as exc:
+            if not _is_read_only(exc):
+                raise
             raise _read_only(Path(str(self.client.init_options.get("path") or "")), exc) from exc
 
     def _prune(self, keep: set[str], where: Mapping[str, Any] | None) -> int:

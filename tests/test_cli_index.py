@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -189,3 +192,39 @@ def test_delete(selector: list[str], deleted: int, left: set[str], db: Path, tin
     }
     with QdrantStore(tiny_embeddings, "notes", path=db) as store:
         assert {h.id for h in store.get(IDS)} == left
+
+
+def read_only_mount_works(tmp_path: Path) -> bool:
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    script = f"mount --bind {probe} {probe} && mount -o remount,bind,ro {probe} && ! touch {probe}/x"
+    try:
+        done = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
+
+
+@pytest.mark.parametrize("command", ["index", "search"])
+def test_read_only_store_is_a_clear_error(
+    command: str, db: Path, tiny_llama_dir: Path, tmp_path: Path
+) -> None:
+    """A real read-only file system: a read-only bind mount in a user namespace (skipped without)."""
+    if not read_only_mount_works(tmp_path):
+        pytest.skip("needs `unshare -rm` (user and mount namespaces) for a read-only mount")
+    (tmp_path / "a.txt").write_text("Some text to index.\n")
+    args = ["a.txt"] if command == "index" else ["q", "--collection", "notes"]
+    cli = [sys.executable, "-m", "search_r3.cli.main", command, *args, "--model", str(tiny_llama_dir)]
+    script = f'mount --bind {db} {db} && mount -o remount,bind,ro {db} && exec "$@"'
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
+    done = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", script, "sh", *cli, "--path", str(db)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "Cannot write to the store folder" in done.stderr and "Traceback" not in done.stderr
