@@ -277,3 +277,39 @@ def test_incremental_cleanup_of_many_sources(tiny_embeddings) -> None:
         result = store.index(texts[::2], ids=ids[::2], metadatas=metas[::2], cleanup="incremental")
         assert (result.deleted, result.unchanged, result.added) == (40, 40, 0)
         assert store.count() == 41 and store.get(["other", "s3#1", "s3#0"])[0].id == "other"
+
+
+def test_kill_9_from_outside_mid_run_then_rerun_converges(
+    workdir: Path, tiny_llama_dir: Path, tiny_embeddings, capsys
+) -> None:
+    """A SIGKILL sent by another process at whatever the indexer is doing once 10 chunks are in."""
+    import re
+    import time
+
+    notes = workdir / "notes"
+    notes.mkdir()
+    for f in range(12):
+        (notes / f"n{f:02d}.md").write_text("\n\n".join(PARAGRAPH.format(i=i, name=f) for i in range(10)))
+    db = workdir.parent / "db"
+    argv = index_argv(tiny_llama_dir, db)
+    argv[argv.index("--batch-size") + 1] = "1"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
+    code = "import sys; from search_r3.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    process = subprocess.Popen([sys.executable, "-c", code, *argv], cwd=workdir, env=env, **pipes)
+    seen, deadline = b"", time.monotonic() + 600
+    while time.monotonic() < deadline:
+        seen += os.read(process.stderr.fileno(), 4096)
+        done = [int(n) for n in re.findall(rb"\| *(\d+)/120 ", seen)]
+        if (done and max(done) >= 10) or process.poll() is not None:
+            break
+    process.kill()  # SIGKILL
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, seen[-2000:]
+    partial = stored(db)
+    assert 10 <= len(partial) < 120  # killed mid-run
+
+    summary = run_index(capsys, index_argv(tiny_llama_dir, db))
+    assert summary["unchanged"] == len(partial) and summary["added"] == 120 - len(partial)
+    assert_synced(db, workdir, tiny_embeddings)
