@@ -8,15 +8,18 @@ embeds a dummy text (with reasoning that would be a whole generation).
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import json
 import logging
 import os
+import sqlite3
 import uuid
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -34,6 +37,10 @@ logger = logging.getLogger(__name__)
 #: qdrant-client's local mode warns above this many points; a server is the way past it.
 LOCAL_MODE_COMFORT_LIMIT = 20_000
 
+#: Characters per token that no tokenizer exceeds in practice: texts are cut at
+#: ``max_length * MAX_CHARS_PER_TOKEN`` characters before embedding (see ``QdrantStore._embeddable``).
+MAX_CHARS_PER_TOKEN = 32
+
 #: Namespace of the deterministic point ids (uuid5 of the document id).
 POINT_NAMESPACE = uuid.UUID("6f1d5e0a-2c3b-5b7e-9a54-5e1c2a3b7d90")
 
@@ -41,6 +48,11 @@ TEXT_KEY = "text"
 DOC_ID_KEY = "doc_id"
 METADATA_KEY = "metadata"
 METADATA_MODEL_KEY = "search_r3"
+#: Payload field holding a hash of the text and metadata: a sync re-embeds a document when it changes.
+HASH_KEY = "hash"
+
+#: What a sync removes: nothing, stale chunks of the sources it saw, or everything it did not see.
+Cleanup = Literal["incremental", "full"] | None
 
 
 class StoreError(SearchR3Error):
@@ -53,6 +65,29 @@ class StoreLockedError(StoreError, RuntimeError):
 
 class CollectionMismatchError(StoreError, ValueError):
     """An existing collection's vector size or distance does not match the model."""
+
+
+class StoreOptionsError(StoreError, ValueError):
+    """The store was given contradictory or unusable options (e.g. both a path and a URL)."""
+
+
+class MissingCollectionError(StoreError, LookupError):
+    """A collection that must exist (for searching or deleting) does not."""
+
+
+@dataclass
+class IndexResult:
+    """What a sync changed: documents added, re-embedded (updated), deleted, and left unchanged."""
+
+    added: int = 0
+    updated: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+
+    def __str__(self) -> str:
+        return (
+            f"{self.added} added, {self.updated} updated, {self.deleted} deleted, {self.unchanged} unchanged"
+        )
 
 
 @dataclass
@@ -100,6 +135,12 @@ def content_id(text: str) -> str:
     return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
+def document_hash(text: str, metadata: Mapping[str, Any]) -> str:
+    """Hash of a document's text and metadata, stored with it so a sync can tell an edit."""
+    blob = json.dumps([text, metadata], sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
+
+
 def open_client(
     path: str | os.PathLike[str] | None = None, url: str | None = None, api_key: str | None = None
 ) -> QdrantClient:
@@ -111,22 +152,36 @@ def open_client(
     """
     from qdrant_client import QdrantClient
 
+    if path is not None and not str(path).strip():
+        raise StoreOptionsError(
+            "The store path is empty (it would write into the current folder); give a folder, "
+            "e.g. --path ./store, or leave --path out for the default store."
+        )
     if url is None and path is None:
         url = os.environ.get("QDRANT_URL") or None
         if url and api_key is None:
             api_key = os.environ.get("QDRANT_API_KEY") or None
     if url is not None:
         if path is not None:
-            raise ValueError("Give either path (local mode) or url (server mode), not both.")
-        return QdrantClient(url=url, api_key=api_key)
+            raise StoreOptionsError(
+                "Give either path (local mode) or url (server mode), not both: drop --path or --url."
+            )
+        with warnings.catch_warnings():  # an unreachable server: _reachable says it in one line
+            warnings.filterwarnings("ignore", message="Failed to obtain server version")
+            client = QdrantClient(url=url, api_key=api_key)
+        return _reachable(client, url)
     if str(path) == ":memory:":
         return QdrantClient(location=":memory:")
     folder = Path(path).expanduser() if path is not None else default_store_path()
     if folder.exists() and not folder.is_dir():
         raise StoreError(f"{folder} is a file; the store path must be a folder (it is created if missing).")
-    folder.mkdir(parents=True, exist_ok=True)
     try:
+        folder.mkdir(parents=True, exist_ok=True)
         return QdrantClient(path=str(folder))
+    except (OSError, sqlite3.OperationalError) as exc:
+        if not _is_read_only(exc):
+            raise
+        raise _read_only(folder, exc) from exc
     except RuntimeError as exc:
         if "already accessed" not in str(exc):
             raise
@@ -138,6 +193,48 @@ def open_client(
         ) from exc
 
 
+def _reachable(client: QdrantClient, url: str) -> QdrantClient:
+    """``client`` once a first request answered; a server that cannot be reached is a clear error."""
+    try:
+        client.get_collections()
+    except Exception as exc:  # connection refused, DNS, TLS, timeout, 401...: all one message
+        client.close()
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StoreError(
+            f"Could not reach the Qdrant server at {url} ({reason}). Start it (e.g. `docker run -p "
+            "6333:6333 qdrant/qdrant`), fix --url / QDRANT_URL (and --api-key), or leave them out "
+            "to use the local store."
+        ) from exc
+    return client
+
+
+def _is_read_only(exc: Exception) -> bool:
+    """Whether an error means the store folder (or its database) cannot be written."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return "readonly" in str(exc) or "read-only" in str(exc)
+    return isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def _read_only(folder: Path, exc: Exception) -> StoreError:
+    return StoreError(
+        f"Cannot write to the store folder {folder} ({exc}); Qdrant's local mode writes a lock "
+        "file even to search. Make it writable, or pick another folder with --path (or "
+        "$SEARCH_R3_STORE)."
+    )
+
+
+def require_collection(client: QdrantClient, collection_name: str) -> None:
+    """Raise a clear error (listing the collections there are) when ``collection_name`` is missing."""
+    if client.collection_exists(collection_name):
+        return
+    names = sorted(c.name for c in client.get_collections().collections)
+    existing = f"the store holds {', '.join(repr(n) for n in names)}" if names else "the store is empty"
+    raise MissingCollectionError(
+        f"No collection {collection_name!r} ({existing}). Pick one with --collection, or index "
+        f"documents first: search-r3 index PATH --collection {collection_name}"
+    )
+
+
 def is_local(client: QdrantClient) -> bool:
     """Whether a client runs Qdrant in-process (local mode) rather than talking to a server."""
     options = client.init_options
@@ -147,7 +244,15 @@ def is_local(client: QdrantClient) -> bool:
 def to_filter(filter: Mapping[str, Any] | Filter | None) -> Filter | None:
     """A Qdrant filter from ``{"key": value}`` (all must match; a list value matches any of its items).
 
-    Keys refer to document metadata; a native ``qdrant_client.models.Filter`` passes through.
+    Keys refer to document metadata (a key holding ``.`` or an empty key is quoted, so it matches
+    that key literally rather than a nested field). Values are matched with their Python type:
+    ``"123"`` matches the string, ``123`` the integer; a list may mix types (``["123", 123]``
+    matches either). A native ``qdrant_client.models.Filter`` passes through.
+
+    Example:
+        ```python
+        to_filter({"topic": "art", "year": [1990, 1991], "zip": ["02139", 2139]})
+        ```
     """
     from qdrant_client import models
 
@@ -160,18 +265,42 @@ def to_filter(filter: Mapping[str, Any] | Filter | None) -> Filter | None:
         )
     conditions: list[Any] = []
     for key, value in filter.items():
-        field_key = f"{METADATA_KEY}.{key}"
-        if isinstance(value, (list, tuple, set)):
-            match: Any = models.MatchAny(any=list(value))
-        elif isinstance(value, (str, int, bool)):
-            match = models.MatchValue(value=value)
-        else:
-            raise InvalidInputError(
-                f"filter value for {key!r} must be a string, integer, bool or a list of them, got "
-                f"{type(value).__name__}; pass a qdrant_client.models.Filter for ranges."
-            )
-        conditions.append(models.FieldCondition(key=field_key, match=match))
+        field_key = metadata_field(key)
+        values = list(value) if isinstance(value, (list, tuple, set)) else [value]
+        if not values:
+            raise InvalidInputError(f"filter value for {key!r} is an empty list; give at least one value.")
+        by_type: dict[type, list[Any]] = {}
+        for item in values:
+            if type(item) not in (str, int, bool):
+                raise InvalidInputError(
+                    f"filter value for {key!r} must be a string, integer, bool or a list of them, got "
+                    f"{type(item).__name__}; pass a qdrant_client.models.Filter for ranges."
+                )
+            by_type.setdefault(type(item), []).append(item)
+        alternatives: list[Any] = []
+        for kind, group in by_type.items():
+            if kind is bool:  # Qdrant's MatchAny takes strings or integers, not bools
+                matches: list[Any] = [models.MatchValue(value=b) for b in dict.fromkeys(group)]
+            elif len(group) == 1:
+                matches = [models.MatchValue(value=group[0])]
+            else:
+                matches = [models.MatchAny(any=group)]
+            alternatives += [models.FieldCondition(key=field_key, match=m) for m in matches]
+        conditions.append(alternatives[0] if len(alternatives) == 1 else models.Filter(should=alternatives))
     return models.Filter(must=conditions)
+
+
+def metadata_field(key: str) -> str:
+    """The payload path of a metadata key, quoted when the key holds ``.`` or is empty."""
+    if not isinstance(key, str):
+        raise InvalidInputError(f"filter keys must be strings, got {type(key).__name__}.")
+    if '"' in key:
+        raise InvalidInputError(
+            f"filter key {key!r} holds a double quote, which Qdrant cannot match; rename it."
+        )
+    if key and key.replace("_", "").replace("-", "").isalnum():
+        return f"{METADATA_KEY}.{key}"
+    return f'{METADATA_KEY}."{key}"'
 
 
 class QdrantStore:
@@ -215,7 +344,7 @@ class QdrantStore:
         self.local = is_local(self.client)
         self._warned_size = False
         try:
-            self._ensure_collection()
+            self._write(self._ensure_collection)
         except Exception:
             self.close()
             raise
@@ -294,10 +423,95 @@ class QdrantStore:
         """Embed and store documents; returns their ids (given, or derived from the text).
 
         Point ids are derived from document ids, so adding the same documents again stores
-        nothing twice. With ``skip_existing`` (default) documents already stored are not even
-        embedded again: an interrupted indexing run resumes where it stopped. Pass
-        ``skip_existing=False`` to re-embed and overwrite them (e.g. after editing a text).
+        nothing twice. With ``skip_existing`` (default) documents stored with the same text and
+        metadata are not even embedded again (an interrupted indexing run resumes where it
+        stopped), while edited ones are re-embedded and overwritten. ``skip_existing=False``
+        re-embeds every document. To also remove what is gone, use ``index(..., cleanup=...)``.
         """
+        texts, doc_ids, metas, order = self._prepare(texts, ids, metadatas, batch_size)
+        self._sync(texts, doc_ids, metas, order, batch_size, show_progress_bar, force=not skip_existing)
+        return doc_ids
+
+    def index(
+        self,
+        texts: Sequence[str],
+        ids: Sequence[str] | None = None,
+        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+        *,
+        cleanup: Cleanup = None,
+        source_key: str = "source",
+        sources: Sequence[str] = (),
+        batch_size: int = 64,
+        show_progress_bar: bool | None = None,
+        force_update: bool = False,
+    ) -> IndexResult:
+        """Sync the collection with these documents (LangChain's indexing API semantics).
+
+        New documents are embedded and added, edited ones (another text or metadata under the
+        same id) re-embedded, unchanged ones left alone. ``cleanup`` then removes:
+
+        * ``None``: nothing.
+        * ``"incremental"``: stored documents of the sources seen in this call (the value of
+          ``metadata[source_key]``, plus ``sources``, e.g. files that became empty) whose id is
+          no longer among ``ids``: the chunks a shortened file lost.
+        * ``"full"``: every stored document whose id is not among ``ids`` (deleted files too);
+          pass the whole corpus.
+
+        Writes come first and deletions after, so a run killed at any point and run again ends
+        in the same state as one uninterrupted run, with nothing lost or duplicated.
+
+        Example:
+            ```python
+            result = store.index(texts, ids=ids, metadatas=metas, cleanup="incremental")
+            print(result)  # 2 added, 1 updated, 3 deleted, 40 unchanged
+            ```
+
+        Args:
+            texts, ids, metadatas: The documents, as for ``add_documents``.
+            cleanup: What to delete, see above.
+            source_key: Metadata key naming each document's source (for ``"incremental"``).
+            sources: More sources seen in this run that hold no document any more.
+            batch_size: Documents embedded per batch.
+            show_progress_bar: Show a progress bar (default: when there is more than one batch).
+            force_update: Re-embed every document, changed or not (e.g. after a model update).
+
+        Returns:
+            The counts of added, updated, deleted and unchanged documents.
+        """
+        if cleanup not in (None, "incremental", "full"):
+            raise InvalidInputError(f"cleanup must be None, 'incremental' or 'full', got {cleanup!r}.")
+        texts, doc_ids, metas, order = self._prepare(texts, ids, metadatas, batch_size)
+        groups: list[str] = []
+        if cleanup == "incremental":
+            for i in order:
+                source = metas[i].get(source_key)
+                if not isinstance(source, str) or not source:
+                    raise InvalidInputError(
+                        f"document {doc_ids[i]!r} has no metadata[{source_key!r}]; incremental cleanup "
+                        "groups documents by source: add it, or use cleanup='full' or None."
+                    )
+                groups.append(source)
+            groups += [str(s) for s in sources]
+        result = self._sync(
+            texts, doc_ids, metas, order, batch_size, show_progress_bar, force=force_update, groups=groups
+        )
+        keep = {point_id(doc_ids[i]) for i in order}
+        if cleanup == "incremental":
+            result.deleted += self._prune_sources(keep, source_key, set(groups))
+        elif cleanup == "full":
+            result.deleted += self._prune(keep, None)
+        self._warn_if_large()
+        return result
+
+    def _prepare(
+        self,
+        texts: Sequence[str],
+        ids: Sequence[str] | None,
+        metadatas: Sequence[Mapping[str, Any] | None] | None,
+        batch_size: int,
+    ) -> tuple[list[str], list[str], list[dict[str, Any]], list[int]]:
+        """Validated texts, ids, metadatas and the order to embed them in (one per id)."""
+        check_batch_size(batch_size)
         if isinstance(texts, str):
             raise InvalidInputError("texts must be a list of strings; wrap a single text in a list.")
         texts = list(texts)
@@ -309,32 +523,48 @@ class QdrantStore:
         if ids is None:
             doc_ids = [content_id(t) for t in texts]
         else:
-            doc_ids = [str(i) for i in ids]
-            if len(doc_ids) != len(texts):
-                raise InvalidInputError(f"{len(doc_ids)} ids for {len(texts)} texts; give one id per text.")
-            seen: set[str] = set()
-            for doc_id in doc_ids:
-                if doc_id in seen:
-                    raise InvalidInputError(f"id {doc_id!r} appears twice; ids must be unique.")
-                seen.add(doc_id)
+            doc_ids = unique_ids(ids, len(texts), "text")
         if metadatas is not None and len(metadatas) != len(texts):
             raise InvalidInputError(f"{len(metadatas)} metadatas for {len(texts)} texts; give one per text.")
         metas = [dict(m or {}) for m in metadatas] if metadatas is not None else [{} for _ in texts]
-
         # identical texts without ids map to one point; keep the first
         order = list(range(len(texts))) if ids is not None else _first_of_each(doc_ids)
+        return texts, doc_ids, metas, order
+
+    def _sync(
+        self,
+        texts: list[str],
+        doc_ids: list[str],
+        metas: list[dict[str, Any]],
+        order: list[int],
+        batch_size: int,
+        show_progress_bar: bool | None,
+        *,
+        force: bool,
+        groups: Sequence[str] = (),
+    ) -> IndexResult:
+        """Embed and upsert the documents of ``order`` that are new or changed (all with ``force``)."""
+        result = IndexResult()
+        hashes = {i: document_hash(texts[i], metas[i]) for i in order}
         show = len(order) > batch_size if show_progress_bar is None else show_progress_bar
         with tqdm(total=len(order), desc="Indexing", unit="doc", disable=not show) as bar:
             for start in range(0, len(order), batch_size):
                 batch = order[start : start + batch_size]
-                if skip_existing:
-                    stored = self._existing({point_id(doc_ids[i]) for i in batch})
-                    todo = [i for i in batch if point_id(doc_ids[i]) not in stored]
-                else:
-                    todo = batch
+                stored = self._stored_hashes([point_id(doc_ids[i]) for i in batch])
+                todo = []
+                for i in batch:
+                    pid = point_id(doc_ids[i])
+                    if pid not in stored:
+                        result.added += 1
+                    elif force or stored[pid] != hashes[i]:
+                        result.updated += 1
+                    else:
+                        result.unchanged += 1
+                        continue
+                    todo.append(i)
                 if todo:
                     vectors = self.embeddings.encode_documents(
-                        [texts[i] for i in todo], show_progress_bar=False
+                        self._embeddable([texts[i] for i in todo]), show_progress_bar=False
                     )
                     self._upsert(
                         [doc_ids[i] for i in todo],
@@ -344,7 +574,17 @@ class QdrantStore:
                     )
                 bar.update(len(batch))
         self._warn_if_large()
-        return doc_ids
+        return result
+
+    def _embeddable(self, texts: list[str]) -> list[str]:
+        """Texts cut to a character bound the model's token limit cannot reach past.
+
+        The model keeps at most ``max_length`` tokens of a text; cutting at
+        ``MAX_CHARS_PER_TOKEN`` characters per token first embeds the same tokens without
+        tokenising a whole 10 MB file (the stored text stays whole).
+        """
+        limit = int(getattr(self.embeddings, "max_length", 0) or 0) * MAX_CHARS_PER_TOKEN
+        return [t[:limit] for t in texts] if limit else texts
 
     def add_vectors(
         self,
@@ -359,10 +599,11 @@ class QdrantStore:
             raise InvalidInputError(f"vectors must have shape (n, {self.dimension}), got {vectors.shape}.")
         if not len(vectors) == len(texts) == len(ids):
             raise InvalidInputError("vectors, texts and ids must have the same length.")
+        doc_ids = unique_ids(ids, len(texts), "vector")
         metas = [dict(m or {}) for m in metadatas] if metadatas is not None else [{} for _ in texts]
-        self._upsert([str(i) for i in ids], vectors, list(texts), metas)
+        self._upsert(doc_ids, vectors, list(texts), metas)
         self._warn_if_large()
-        return [str(i) for i in ids]
+        return doc_ids
 
     def _existing(self, point_ids: set[str]) -> set[str]:
         if not point_ids:
@@ -371,6 +612,15 @@ class QdrantStore:
             self.collection_name, ids=list(point_ids), with_payload=False, with_vectors=False
         )
         return {str(p.id) for p in found}
+
+    def _stored_hashes(self, point_ids: Sequence[str]) -> dict[str, str | None]:
+        """The stored content hash of each of these points that exists (``None`` for old points)."""
+        if not point_ids:
+            return {}
+        found = self.client.retrieve(
+            self.collection_name, ids=list(point_ids), with_payload=[HASH_KEY], with_vectors=False
+        )
+        return {str(p.id): (p.payload or {}).get(HASH_KEY) for p in found}
 
     def _upsert(
         self, doc_ids: list[str], vectors: np.ndarray, texts: list[str], metas: list[dict[str, Any]]
@@ -381,19 +631,77 @@ class QdrantStore:
             models.PointStruct(
                 id=point_id(doc_id),
                 vector=vector.tolist(),
-                payload={DOC_ID_KEY: doc_id, TEXT_KEY: text, METADATA_KEY: meta},
+                payload={
+                    DOC_ID_KEY: doc_id,
+                    TEXT_KEY: text,
+                    METADATA_KEY: meta,
+                    HASH_KEY: document_hash(text, meta),
+                },
             )
             for doc_id, vector, text, meta in zip(doc_ids, vectors, texts, metas, strict=True)
         ]
-        self.client.upsert(self.collection_name, points=points, wait=True)
+        self._write(lambda: self.client.upsert(self.collection_name, points=points, wait=True))
 
-    def delete(self, ids: Sequence[str]) -> None:
-        """Remove documents by id (unknown ids are ignored)."""
-        from qdrant_client import models
+    def _write(self, write: Any) -> Any:
+        """Run a write; a read-only local folder becomes a clear error."""
+        try:
+            return write()
+        except (OSError, sqlite3.OperationalError) as exc:
+            if not _is_read_only(exc):
+                raise
+            raise _read_only(Path(str(self.client.init_options.get("path") or "")), exc) from exc
 
-        self.client.delete(
-            self.collection_name, points_selector=models.PointIdsList(points=[point_id(str(i)) for i in ids])
-        )
+    def _prune(self, keep: set[str], where: Mapping[str, Any] | None) -> int:
+        """Delete the points matching ``where`` (all when ``None``) whose id is not in ``keep``."""
+        stale = [pid for pid in self._point_ids(to_filter(where) if where else None) if pid not in keep]
+        return self._delete_counted(stale)
+
+    def _prune_sources(self, keep: set[str], source_key: str, sources: set[str]) -> int:
+        """Delete the points of ``sources`` whose id is not in ``keep``.
+
+        A few sources: one filtered scroll each (a server answers from its payload index). Many:
+        one scroll over the collection, since local mode scans every point per filter.
+        """
+        if len(sources) <= 32:
+            return sum(self._prune(keep, {source_key: source}) for source in sorted(sources))
+        stale = []
+        for point in scroll_points(self.client, self.collection_name, payload=[METADATA_KEY]):
+            source = ((point.payload or {}).get(METADATA_KEY) or {}).get(source_key)
+            if str(point.id) not in keep and isinstance(source, str) and source in sources:
+                stale.append(str(point.id))
+        return self._delete_counted(stale)
+
+    def _point_ids(self, filter: Filter | None) -> list[str]:
+        """Ids of every point matching ``filter`` (all points when ``None``)."""
+        return [str(p.id) for p in scroll_points(self.client, self.collection_name, filter)]
+
+    def delete(
+        self, ids: Sequence[str] | None = None, *, filter: Mapping[str, Any] | Filter | None = None
+    ) -> int:
+        """Remove documents by id, or every document matching a filter; returns how many went.
+
+        Unknown ids are ignored and ``delete([])`` does nothing. ``filter`` takes the same forms
+        as in ``search``; ``filter={}`` matches (and deletes) every document.
+
+        Example:
+            ```python
+            store.delete(["notes/a.md#0", "notes/a.md#1"])
+            store.delete(filter={"source": "notes/old.md"})
+            ```
+        """
+        if (ids is None) == (filter is None):
+            raise InvalidInputError("delete takes ids or a filter (one of them), e.g. delete(['a', 'b']).")
+        if ids is not None:
+            if isinstance(ids, str):
+                raise InvalidInputError("ids must be a list of strings; wrap a single id in a list.")
+            point_ids = list(self._existing({point_id(str(i)) for i in ids}))
+        else:
+            qdrant_filter = to_filter(filter) if not (isinstance(filter, Mapping) and not filter) else None
+            point_ids = self._point_ids(qdrant_filter)
+        return self._delete_counted(point_ids)
+
+    def _delete_counted(self, point_ids: list[str]) -> int:
+        return self._write(lambda: delete_point_ids(self.client, self.collection_name, point_ids))
 
     # -- reading ------------------------------------------------------------------------------
     def search(
@@ -469,6 +777,47 @@ class QdrantStore:
         return f"QdrantStore({self.collection_name!r}, {where}, dim={self.dimension})"
 
 
+def scroll_points(
+    client: QdrantClient, collection_name: str, filter: Filter | None = None, payload: Any = False
+) -> Iterator[Any]:
+    """Every point matching ``filter`` (all when ``None``), without vectors, page by page."""
+    offset = None
+    while True:
+        points, offset = client.scroll(
+            collection_name,
+            scroll_filter=filter,
+            limit=1000,
+            offset=offset,
+            with_payload=payload,
+            with_vectors=False,
+        )
+        yield from points
+        if offset is None:
+            return
+
+
+def delete_point_ids(client: QdrantClient, collection_name: str, point_ids: Sequence[str]) -> int:
+    """Delete points by their Qdrant ids, 1000 per request; returns how many were given."""
+    from qdrant_client import models
+
+    point_ids = list(point_ids)
+    for start in range(0, len(point_ids), 1000):
+        chunk = point_ids[start : start + 1000]
+        client.delete(collection_name, points_selector=models.PointIdsList(points=chunk), wait=True)
+    return len(point_ids)
+
+
+def source_point_ids(client: QdrantClient, collection_name: str, source: str) -> list[str]:
+    """Ids of the points whose ``metadata.source`` is ``source`` or lies in the folder ``source``."""
+    folder = "" if source in ("", ".") else source.rstrip("/") + "/"  # "." is the root itself
+    return [
+        str(p.id)
+        for p in scroll_points(client, collection_name, payload=[METADATA_KEY])
+        if isinstance(found := ((p.payload or {}).get(METADATA_KEY) or {}).get("source"), str)
+        and (found == source or (found.startswith(folder) and not found.startswith("../")))
+    ]
+
+
 def collection_model(client: QdrantClient, collection_name: str) -> str | None:
     """The model recorded when ``collection_name`` was created, or ``None`` (unknown or absent)."""
     if not client.collection_exists(collection_name):
@@ -485,6 +834,27 @@ def model_name_of(embeddings: Any) -> str:
     if name and Path(name).exists():
         name = str(Path(name).resolve())
     return name
+
+
+def check_batch_size(batch_size: int) -> None:
+    """Raise a clear error unless ``batch_size`` is a positive integer."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InvalidInputError(f"batch size must be a positive integer, got {batch_size!r}.")
+
+
+def unique_ids(ids: Sequence[Any], expected: int, what: str) -> list[str]:
+    """``ids`` as strings, one per item and none twice (else a clear error)."""
+    if isinstance(ids, str):
+        raise InvalidInputError("ids must be a list of strings; wrap a single id in a list.")
+    doc_ids = [str(i) for i in ids]
+    if len(doc_ids) != expected:
+        raise InvalidInputError(f"{len(doc_ids)} ids for {expected} {what}s; give one id per {what}.")
+    seen: set[str] = set()
+    for doc_id in doc_ids:
+        if doc_id in seen:
+            raise InvalidInputError(f"id {doc_id!r} appears twice; ids must be unique.")
+        seen.add(doc_id)
+    return doc_ids
 
 
 def _first_of_each(doc_ids: list[str]) -> list[int]:

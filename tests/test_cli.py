@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -65,12 +66,8 @@ def test_index_then_search(tiny_llama_dir: Path, docs_dir: Path, tmp_path: Path,
     assert len(results) == 1 and len(results[0]["hits"]) == 2
     assert isinstance(results[0]["reasoning"], str) and isinstance(results[0]["forced"], bool)
     ids = {hit["id"] for hit in results[0]["hits"]}
-    assert ids <= {
-        "rome",
-        "sql",
-        str((docs_dir / "bread.md").resolve()),
-        str((docs_dir / "sub/tides.txt").resolve()),
-    }
+    relative = Path(os.path.relpath(docs_dir)).as_posix()  # ids are relative to the current folder
+    assert ids <= {"rome", "sql", f"{relative}/bread.md", f"{relative}/sub/tides.txt"}
 
     filtered = run_json(capsys, ["search", "anything", "--filter", "topic=history", "--no-reasoning", *store])
     assert [hit["id"] for hit in filtered[0]["hits"]] == ["rome"]
@@ -83,7 +80,10 @@ def test_index_then_search(tiny_llama_dir: Path, docs_dir: Path, tmp_path: Path,
     assert lines[2].lstrip().startswith("1. ") and "  3. " in out
 
 
-def test_errors_name_the_fix(tiny_llama_dir: Path, docs_dir: Path, tmp_path: Path, capsys) -> None:
+def test_errors_name_the_fix(
+    tiny_llama_dir: Path, tiny_embeddings, docs_dir: Path, tmp_path: Path, capsys
+) -> None:
+
     assert main(["index", str(tmp_path / "missing"), "--model", str(tiny_llama_dir)]) == 1
     assert "does not exist" in capsys.readouterr().err
 
@@ -97,6 +97,7 @@ def test_errors_name_the_fix(tiny_llama_dir: Path, docs_dir: Path, tmp_path: Pat
     assert main(["index", str(docs_dir), "--model", str(tmp_path)]) == 1
     assert "Could not load a search-r3 model" in capsys.readouterr().err
 
+    QdrantStore(tiny_embeddings, "search_r3", path=tmp_path / "empty-db").close()
     assert main(["search", "q", "--model", str(tiny_llama_dir), "--path", str(tmp_path / "empty-db")]) == 1
     assert "index documents first" in capsys.readouterr().err
 
@@ -260,21 +261,16 @@ def test_demo(tiny_llama_dir: Path, tmp_path: Path, monkeypatch, capsys) -> None
 def test_read_documents_ids_chunks_and_metadata(docs_dir: Path, tmp_path: Path) -> None:
     from search_r3.corpus_readers import CorpusError, read_documents, split_text
 
-    docs = list(read_documents([docs_dir]))
-    assert [d.id for d in docs] == [
-        str((docs_dir / "bread.md").resolve()),
-        "rome",
-        "sql",
-        str((docs_dir / "sub" / "tides.txt").resolve()),
-    ]
-    assert docs[0].metadata == {"source": str(docs_dir / "bread.md"), "title": "Bread"}
+    docs = list(read_documents([docs_dir], root=tmp_path))
+    assert [d.id for d in docs] == ["docs/bread.md", "rome", "sql", "docs/sub/tides.txt"]
+    assert docs[0].metadata == {"source": "docs/bread.md", "title": "Bread"}
     assert docs[1].text == "Roads\nRoman roads were paved." and docs[1].metadata["topic"] == "history"
 
     long = tmp_path / "long.md"
     long.write_text("\n\n".join(f"Paragraph {i} " + "word " * 40 for i in range(10)))
-    chunks = list(read_documents([long], chunk_chars=500))
+    chunks = list(read_documents([long], chunk_chars=500, root=tmp_path))
     assert len(chunks) > 1 and all(len(c.text) <= 500 for c in chunks)
-    assert [c.id for c in chunks] == [f"{long.resolve()}#{i}" for i in range(len(chunks))]
+    assert [c.id for c in chunks] == [f"long.md#{i}" for i in range(len(chunks))]
     assert " ".join(c.text for c in chunks).split() == long.read_text().split()  # nothing lost
     assert len(list(read_documents([long], chunk_chars=None))) == 1
     assert split_text("One. Two three. " * 50, 100) and max(map(len, split_text("x" * 250, 100))) == 100

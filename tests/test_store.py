@@ -18,7 +18,9 @@ from search_r3.errors import InvalidInputError
 from search_r3.store import (
     CollectionMismatchError,
     QdrantStore,
+    StoreError,
     StoreLockedError,
+    StoreOptionsError,
     default_store_path,
     open_client,
     point_id,
@@ -74,13 +76,21 @@ def test_search_by_vector_finds_the_document_itself(store: QdrantStore, tiny_emb
         store.search_by_vector(np.zeros(3), k=1)
 
 
-def test_re_adding_stores_nothing_twice_and_skips_embedding(store: QdrantStore) -> None:
+def test_re_adding_stores_nothing_twice_and_re_embeds_only_edits(store: QdrantStore, monkeypatch) -> None:
     store.add_documents(DOCS, ids=["a", "b", "c", "d"])
-    # same ids, new text: skipped (not re-embedded), so the stored text stays the old one
-    store.add_documents(["changed text"] * 2, ids=["a", "b"])
-    assert store.count() == 4 and store.get(["a"])[0].text == DOCS[0]
-    store.add_documents(["changed text"], ids=["a"], skip_existing=False)
-    assert store.count() == 4 and store.get(["a"])[0].text == "changed text"
+    embedded: list[str] = []
+    encode = store.embeddings.encode_documents
+    monkeypatch.setattr(
+        store.embeddings, "encode_documents", lambda t, **kw: embedded.extend(t) or encode(t, **kw)
+    )
+    store.add_documents(DOCS, ids=["a", "b", "c", "d"])  # unchanged: nothing embedded
+    assert embedded == [] and store.count() == 4
+    store.add_documents(["changed text", DOCS[1]], ids=["a", "b"])  # an edit is re-embedded, in place
+    assert embedded == ["changed text"] and store.count() == 4 and store.get(["a"])[0].text == "changed text"
+    store.add_documents([DOCS[1]], ids=["b"], metadatas=[{"topic": "new"}])  # metadata edits count too
+    assert embedded[-1] == DOCS[1] and store.get(["b"])[0].metadata == {"topic": "new"}
+    store.add_documents([DOCS[2]], ids=["c"], skip_existing=False)  # forced
+    assert embedded[-1] == DOCS[2] and store.count() == 4
 
 
 def test_ids_from_content_are_deterministic(store: QdrantStore) -> None:
@@ -101,6 +111,62 @@ def test_metadata_filters(store: QdrantStore) -> None:
     assert {h.id for h in store.search("x", k=4, filter=native, reasoning=False).hits} == {"heat", "shock"}
     with pytest.raises(InvalidInputError, match="filter value"):
         store.search("x", filter={"year": 1.5}, reasoning=False)
+
+
+def test_filters_match_the_stored_type_and_odd_keys(store: QdrantStore) -> None:
+    metas = [
+        {"code": "123", "zip": "02139", "a.b": "dot", "": "empty", "flag": True},
+        {"code": 123, "zip": 2139, "flag": False},
+        {"code": "x", "topic": "art"},
+        {"code": 1, "topic": "1"},
+    ]
+    store.add_documents(DOCS, ids=["s", "i", "x", "one"], metadatas=metas)
+
+    def found(filter) -> set[str]:
+        return {h.id for h in store.search_by_vector(np.ones(64), k=4, filter=filter)}
+
+    assert found({"code": "123"}) == {"s"}  # a string matches the string only
+    assert found({"code": 123}) == {"i"}
+    assert found({"code": ["123", 123]}) == {"s", "i"}  # mixed types in one list: any of them
+    assert found({"zip": "02139"}) == {"s"}
+    assert found({"topic": ["art", "1", 1]}) == {"x", "one"}
+    assert found({"a.b": "dot"}) == {"s"} and found({"": "empty"}) == {"s"}  # literal keys, not paths
+    assert found({"flag": True}) == {"s"} and found({"flag": [True, False]}) == {"s", "i"}
+    assert found({"code": [True]}) == set()  # a bool never matches the integer 1
+    with pytest.raises(InvalidInputError, match="empty list"):
+        found({"code": []})
+
+
+def test_delete_by_ids_and_filter(store: QdrantStore) -> None:
+    store.add_documents(DOCS, ids=["wing", "heat", "shock", "bird"], metadatas=METAS)
+    assert store.delete([]) == 0 and store.count() == 4  # no-op, no error
+    assert store.delete(["wing", "unknown"]) == 1 and store.count() == 3
+    assert store.delete(filter={"topic": "aero"}) == 1 and {h.id for h in store.get(["shock", "heat"])} == {
+        "heat"
+    }
+    assert store.delete(filter={"topic": "none"}) == 0 and store.count() == 2
+    with pytest.raises(InvalidInputError, match="ids or a filter"):
+        store.delete()
+    with pytest.raises(InvalidInputError, match="wrap a single id"):
+        store.delete("heat")
+    assert store.delete(filter={}) == 2 and store.count() == 0  # an empty filter matches everything
+
+
+def test_add_vectors_rejects_duplicate_ids(store: QdrantStore) -> None:
+    vectors = np.eye(2, 64, dtype=np.float32)
+    with pytest.raises(InvalidInputError, match="'x' appears twice"):
+        store.add_vectors(vectors, ["a", "b"], ["x", "x"])
+    assert store.count() == 0
+    assert store.add_vectors(vectors, ["a", "b"], ["x", "y"]) == ["x", "y"] and store.count() == 2
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 1.5, True])
+def test_batch_size_must_be_positive(store: QdrantStore, batch_size) -> None:
+    with pytest.raises(InvalidInputError, match="batch size must be a positive integer"):
+        store.add_documents(DOCS, batch_size=batch_size)
+    with pytest.raises(InvalidInputError, match="batch size must be a positive integer"):
+        store.index(DOCS, batch_size=batch_size)
+    assert store.count() == 0
 
 
 def test_bad_input_is_rejected(store: QdrantStore) -> None:
@@ -195,8 +261,37 @@ def test_default_location(monkeypatch, tmp_path: Path) -> None:
         assert client.init_options["path"] == str(tmp_path / "here")
     finally:
         client.close()
-    with pytest.raises(ValueError, match="not both"):
+    with pytest.raises(StoreOptionsError, match="not both: drop --path or --url"):
         open_client(path=tmp_path, url="http://localhost:6333")
+    with pytest.raises(StoreOptionsError, match="store path is empty"):
+        open_client(path="")
+
+
+def test_unreachable_server_is_a_clear_error() -> None:
+    import socket
+
+    with socket.socket() as sock:  # a loopback port with nothing listening
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(StoreError, match=rf"Could not reach the Qdrant server at http://127.0.0.1:{port}"):
+        open_client(url=f"http://127.0.0.1:{port}")
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes to read-only folders")
+def test_read_only_folder_is_a_clear_error(tiny_embeddings, tmp_path: Path) -> None:
+    with QdrantStore(tiny_embeddings, "ro", path=tmp_path / "db") as s:
+        s.add_documents(DOCS[:1])
+    for folder in [tmp_path / "db", *(tmp_path / "db").rglob("*")]:
+        folder.chmod(0o555 if folder.is_dir() else 0o444)
+    try:
+        with (
+            pytest.raises(StoreError, match="Make it writable, or pick another folder"),
+            QdrantStore(tiny_embeddings, "ro", path=tmp_path / "db") as s,
+        ):
+            s.add_documents(DOCS[1:2])
+    finally:
+        for folder in [tmp_path / "db", *(tmp_path / "db").rglob("*")]:
+            folder.chmod(0o755 if folder.is_dir() else 0o644)
 
 
 @pytest.mark.server
@@ -223,3 +318,15 @@ def test_collection_records_its_model(tiny_embeddings, tiny_llama_dir: Path) -> 
     QdrantStore(tiny_embeddings, "rec", client=client)
     assert collection_model(client, "rec") == str(Path(tiny_llama_dir).resolve())
     assert collection_model(client, "absent") is None
+
+
+def test_a_huge_text_is_cut_by_characters_before_embedding(store: QdrantStore, tiny_embeddings) -> None:
+    words = ["wing", "lift", "heat", "shock", "tide", "bread", "stale", "moon", "road", "index"]
+    huge = " ".join(words[i % len(words)] for i in range(40_000))  # far past max_length tokens
+    cut = store._embeddable([huge])[0]
+    assert len(cut) == tiny_embeddings.max_length * store_module.MAX_CHARS_PER_TOKEN < len(huge)
+    store.add_documents([huge], ids=["huge"])
+    hit = store.get(["huge"])[0]
+    assert hit.text == huge  # the stored text stays whole
+    whole = tiny_embeddings.encode_documents([huge])[0]  # tokenises all of it, then truncates
+    assert store.search_by_vector(whole, k=1)[0].score == pytest.approx(1.0, abs=1e-4)

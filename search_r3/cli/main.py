@@ -20,13 +20,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from search_r3 import __version__
-from search_r3.cli import demo_cmd, eval_cmd, index_cmd, init_cmd, search_cmd, serve_cmd
+from search_r3.cli import delete_cmd, demo_cmd, eval_cmd, index_cmd, init_cmd, search_cmd, serve_cmd
 from search_r3.cli.common import check_store_choice
 from search_r3.errors import SearchR3Error
 
 DEBUG_ENV = "SEARCH_R3_DEBUG"
 
-SUBCOMMANDS = [init_cmd, demo_cmd, index_cmd, search_cmd, eval_cmd, serve_cmd]
+SUBCOMMANDS = [init_cmd, demo_cmd, index_cmd, search_cmd, delete_cmd, eval_cmd, serve_cmd]
 
 EPILOG = """examples:
   search-r3 init smollm2-135m-instruct ./my-model      # offline base -> untrained search-r3 model
@@ -34,6 +34,7 @@ EPILOG = """examples:
   search-r3 demo                                         # index a demo corpus, search it with reasoning
   search-r3 index docs/ --model ./my-model               # embed files into the embedded Qdrant store
   search-r3 search "why does bread go stale?"            # reasoning, then ranked hits
+  search-r3 delete --source docs/old.md                  # remove a file's documents
   search-r3 eval ../shared/data/cranfield --model ./my-model --max-reasoning-tokens 32
   search-r3 serve --model ./my-model                     # OpenAI-compatible embeddings server
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 from search_r3.cli.common import (
     STORE_HELP,
@@ -27,6 +28,7 @@ EXAMPLES = (
   search-r3 search "wing lift at high angles" -k 5 --collection papers
   search-r3 search "heat shields" --no-reasoning                 # one forward pass, no reasoning
   search-r3 search "slug control" --filter topic=gardening --json
+  search-r3 search "boston" --filter zip:str=02139 --filter year:int=1990
   search-r3 search "q1" "q2" --max-reasoning-tokens 32          # several queries
   echo "why does bread go stale?" | search-r3 search -           # the query from stdin
 
@@ -59,7 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="only documents whose metadata KEY equals VALUE (repeat for AND; VALUE a,b for any of)",
+        help="only documents whose metadata KEY equals VALUE (repeat for AND; a,b: any of; 123 and true "
+        "match the string or the typed value; KEY:str=, KEY:int=, KEY:bool= pick one type)",
     )
     add_json_option(parser)
     add_model_options(parser)
@@ -68,28 +71,67 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def parse_filters(items: list[str]) -> dict[str, object] | None:
-    """Parse ``--filter`` items: ``topic=a``, ``year=1990``, ``lang=en,de`` (any of).
+    r"""Parse ``--filter`` items into a store filter (all items must match).
 
-    Integers and true/false become typed values; a comma separates alternatives.
+    * ``topic=art``: the metadata value ``"art"``.
+    * ``code=123``, ``flag=true``: the string, or the integer / bool, whichever the documents
+      store (``{"code": ["123", 123]}``), so ``zip=02139`` finds the string ``"02139"``.
+    * ``code:str=123``, ``year:int=1990``, ``flag:bool=true``: only that type.
+    * ``lang=en,de``: any of the values; write ``\,`` for a comma inside a value.
+
+    Example:
+        ```python
+        parse_filters(["zip=02139", "year:int=1990", "lang=en,de"])
+        # {"zip": ["02139", 2139], "year": 1990, "lang": ["en", "de"]}
+        ```
     """
     if not items:
         return None
     out: dict[str, object] = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise InvalidInputError(f"--filter {item!r}: write KEY=VALUE, e.g. --filter topic=gardening.")
-        values = [_typed(v.strip()) for v in value.split(",")]
-        out[key.strip()] = values if len(values) > 1 else values[0]
+        key, _, kind = key.strip().partition(":")
+        if not sep or not key:
+            raise InvalidInputError(
+                f"--filter {item!r}: write KEY=VALUE (or KEY:TYPE=VALUE), e.g. --filter topic=gardening."
+            )
+        if kind and kind not in _TYPES:
+            raise InvalidInputError(
+                f"--filter {item!r}: unknown type {kind!r}; use {', '.join(_TYPES)}, e.g. year:int=1990."
+            )
+        values: list[object] = []
+        seen: set[tuple[type, object]] = set()
+        for raw in _COMMA.split(value):
+            for typed in _typed(raw.replace("\\,", ",").strip(), kind, item):
+                if (type(typed), typed) not in seen:
+                    seen.add((type(typed), typed))
+                    values.append(typed)
+        if key in out:
+            raise InvalidInputError(f"--filter {key!r} is given twice; write {key}=a,b to match a or b.")
+        out[key] = values if len(values) > 1 else values[0]
     return out
 
 
-def _typed(value: str) -> object:
-    if value.lstrip("-").isdigit():
-        return int(value)
-    if value in ("true", "false"):
-        return value == "true"
-    return value
+_TYPES = ("str", "int", "bool")
+_COMMA = re.compile(r"(?<!\\),")
+
+
+def _typed(value: str, kind: str, item: str) -> list[object]:
+    """The values ``value`` may mean: as written, or as the type asked for."""
+    if kind == "str":
+        return [value]
+    as_int = int(value) if re.fullmatch(r"[+-]?\d+", value) else None
+    as_bool = {"true": True, "false": False}.get(value.lower())
+    if kind == "int":
+        if as_int is None:
+            raise InvalidInputError(f"--filter {item!r}: {value!r} is not an integer.")
+        return [as_int]
+    if kind == "bool":
+        if as_bool is None:
+            raise InvalidInputError(f"--filter {item!r}: {value!r} is not true or false.")
+        return [as_bool]
+    extra = as_int if as_int is not None else as_bool
+    return [value] if extra is None else [value, extra]
 
 
 def run(args: argparse.Namespace) -> int:
