@@ -162,3 +162,53 @@ def _texts(texts: Iterable[str]) -> Sequence[str]:
 def _sorted(vector: Any) -> SparseVector:
     pairs = sorted(zip(vector.indices, vector.values, strict=True))
     return SparseVector(indices=[int(i) for i, _ in pairs], values=[float(v) for _, v in pairs])
+
+
+class RecentReasoning:
+    """Reasoning texts handed from a query's dense embedding to its sparse encoding, per query text.
+
+    Framework vector stores (LangChain's and LlamaIndex's ``QdrantVectorStore``) embed a query
+    twice in a hybrid search: once with the dense model, once with the sparse encoder. The dense
+    side reasons; it ``put``s the reasoning here, and the sparse side ``take``s it for the same
+    text, so the model reasons once per query. Entries are taken once (no caching of searches)
+    and at most ``size`` are kept. Thread-safe: async searches embed in worker threads.
+
+    Example:
+        ```python
+        recent = RecentReasoning()
+        recent.put("wing lift", "lift coefficient, stall")
+        assert recent.take("wing lift") == "lift coefficient, stall"
+        assert recent.take("wing lift") is None
+        ```
+    """
+
+    def __init__(self, size: int = 64):
+        import threading
+        from collections import OrderedDict
+
+        self.size = size
+        self._items: OrderedDict[str, list[str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, text: str, reasoning: str) -> None:
+        """Remember the reasoning written for ``text``."""
+        with self._lock:
+            self._items.setdefault(text, []).append(reasoning)
+            self._items.move_to_end(text)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def take(self, text: str) -> str | None:
+        """The oldest reasoning remembered for ``text`` (removed), or ``None``."""
+        with self._lock:
+            pending = self._items.get(text)
+            if not pending:
+                return None
+            reasoning = pending.pop(0)
+            if not pending:
+                del self._items[text]
+            return reasoning
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(v) for v in self._items.values())
