@@ -115,7 +115,7 @@ class HybridSettings:
 
 @dataclass
 class Hit:
-    """One search result: the document id, cosine score, text and metadata."""
+    """One search result: the document id, score (cosine, BM25 or fused, by mode), text and metadata."""
 
     id: str
     score: float
@@ -331,8 +331,9 @@ class QdrantStore:
         if not isinstance(params, models.VectorParams):
             names = sorted(params or {})
             raise CollectionMismatchError(
-                f"Collection {self.collection_name!r} uses named vectors {names}; search-r3 needs one "
-                f"unnamed vector of size {self.dimension} with cosine distance. Use another collection name."
+                f"Collection {self.collection_name!r} uses named vectors {names}; search-r3 needs a "
+                f"{DENSE_VECTOR!r} vector and a {SPARSE_VECTOR!r} sparse vector (hybrid), or one unnamed "
+                f"vector of size {self.dimension} with cosine distance. Use another collection name."
             )
         if params.size != self.dimension or params.distance != models.Distance.COSINE:
             raise CollectionMismatchError(
