@@ -445,9 +445,9 @@ def retrieval_setups(
     modes: Sequence[str],
     *,
     fusions: Sequence[str] = ("rrf", "dbsf"),
-    rrf_weights: Sequence[tuple[float, float]] = ((1.0, 1.0),),
+    rrf_weights: Sequence[tuple[float, float]] = ((2.0, 1.0),),
     rrf_ks: Sequence[int] = (61,),
-    reasoning_weights: Sequence[float] = (0.5,),
+    reasoning_weights: Sequence[float] = (0.25,),
     base: HybridSettings | None = None,
 ) -> list[RetrievalSetup]:
     """Every combination asked for, in table order: dense, sparse, then each hybrid fusion.

@@ -125,7 +125,7 @@ class SparseEncoder:
         reasoning: str | None = None,
         *,
         query_weight: float = 1.0,
-        reasoning_weight: float = 0.5,
+        reasoning_weight: float = 0.25,
     ) -> SparseVector:
         """Weighted tokens of a query, optionally expanded with the model's reasoning text.
 

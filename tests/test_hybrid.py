@@ -154,13 +154,14 @@ def test_reasoning_expands_the_sparse_query_once(talkative_llama_dir: Path, coun
         assert result.hits[0].score > plain.hits[0].score  # expansion adds the reasoning's tokens
 
         calls.clear()
-        hybrid = store.search(query, k=len(DOCS), mode="hybrid", reasoning=True)
+        rrf_1_1 = HybridSettings(fusion="rrf", dense_weight=1.0, sparse_weight=1.0)
+        hybrid = store.search(query, k=len(DOCS), mode="hybrid", reasoning=True, settings=rrf_1_1)
         assert len(calls) == 1  # one reasoning serves both sides
         assert hybrid.reasoning == result.reasoning and hybrid.forced == result.forced
         # the same fusion, recomputed from the single-mode rankings with the same query encoding
         vector = embeddings.encode_queries([query], reasoning=True).embeddings[0]  # greedy: the same
         dense = store.search_by_vector(vector, k=len(DOCS))
-        expanded = store.sparse_query(query, result.reasoning)
+        expanded = store.sparse_query(query, result.reasoning, rrf_1_1)
         sparse = store.search_by_vectors(None, expanded, k=len(DOCS), mode="sparse")
         expected = rrf([[h.id for h in dense], [h.id for h in sparse]], [1.0, 1.0], 61)
         assert {h.id: h.score for h in hybrid.hits} == pytest.approx(expected, rel=1e-6)

@@ -141,14 +141,14 @@ def add_retrieval_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--fusion", default="rrf,dbsf", help="hybrid fusions: rrf, dbsf (default: both)")
     group.add_argument(
         "--rrf-weights",
-        default="1:1",
+        default="2:1",
         metavar="D:S,...",
-        help="RRF weights of the dense and sparse rankings, one row each (default 1:1)",
+        help="RRF weights of the dense and sparse rankings, one row each (default 2:1)",
     )
     group.add_argument("--rrf-k", default="61", metavar="K,...", help="Qdrant RRF constant(s) (default 61)")
     group.add_argument(
         "--reasoning-weight",
-        default="0.5",
+        default="0.25",
         metavar="W,...",
         help="weight of the reasoning tokens in the sparse query, one row each (query tokens: 1)",
     )

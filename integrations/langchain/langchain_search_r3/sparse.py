@@ -58,7 +58,7 @@ class SearchR3SparseEmbeddings(SparseEmbeddings):
         *,
         expand: bool = True,
         query_weight: float = 1.0,
-        reasoning_weight: float = 0.5,
+        reasoning_weight: float = 0.25,
         settings: Bm25Settings | None = None,
     ) -> None:
         self.embeddings = embeddings

@@ -60,7 +60,9 @@ def test_stock_hybrid_store_reasons_once_and_fuses_both_sides(dense, corpus, cou
     vector = np.asarray(dense.client.encode_queries([query], reasoning=True).embeddings[0])
     doc_vectors = np.asarray(dense.embed_documents(corpus.texts))
     dense_rank = [corpus.ids[i] for i in np.argsort(-(doc_vectors @ vector))][:3]
-    sparse_query = sparse.encoder.encode_query(query, " Paris").to_qdrant()
+    sparse_query = sparse.encoder.encode_query(
+        query, " Paris", reasoning_weight=sparse.reasoning_weight
+    ).to_qdrant()
     sparse_points = store.client.query_points(
         "lc_hybrid", query=sparse_query, using=store.sparse_vector_name, limit=3, with_payload=True
     ).points

@@ -53,7 +53,7 @@ class SearchR3SparseEncoder:
         *,
         expand: bool = True,
         query_weight: float = 1.0,
-        reasoning_weight: float = 0.5,
+        reasoning_weight: float = 0.25,
         settings: Bm25Settings | None = None,
     ) -> None:
         self.embed_model = embed_model
