@@ -12,6 +12,12 @@
 2. Search latency: random unit vectors of the model's dimension at each size, 200 queries through
    ``search_by_vector`` (top 10), against a NumPy brute-force top-10 over the same matrix as the
    baseline, and against the time to embed one query without reasoning.
+3. Hybrid latency (``--hybrid-sizes``): an in-memory hybrid store of random unit vectors with the
+   BM25 vectors of real texts (Cranfield abstracts, cycled), Cranfield queries; dense, sparse and
+   hybrid (RRF, DBSF) search of the same collection, timed query by query in rotation, and a
+   dense-only collection of the same vectors. Target: hybrid p50 <= 2x dense p50.
+
+    python benchmarks/bench_store.py --skip-indexing --latency hybrid --hybrid-sizes 10000
 
 Prints a table with ratios; nothing is asserted (timings belong here, not in tests).
 """
@@ -136,6 +142,71 @@ def bench_search(
     return rows
 
 
+def bench_hybrid(
+    emb: ReasoningEmbeddings, sizes: list[int], queries: int, seed: int = 0
+) -> list[dict[str, float]]:
+    """Search latency of each mode on one in-memory hybrid collection (see the module docstring)."""
+    from search_r3.store import HybridSettings
+
+    rng = np.random.default_rng(seed)
+    dim = emb.embedding_dimension
+    query_texts = cranfield_queries()
+    rrf, dbsf = HybridSettings(fusion="rrf"), HybridSettings(fusion="dbsf")
+    rows = []
+    for size in sizes:
+        texts, _ = corpus_texts(size, "cranfield")
+        matrix = rng.standard_normal((size, dim)).astype(np.float32)
+        matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+        q = rng.standard_normal((queries, dim)).astype(np.float32)
+        q /= np.linalg.norm(q, axis=1, keepdims=True)
+        ids = [f"p{j}" for j in range(size)]
+        with (
+            QdrantStore(emb, "hybrid", path=":memory:") as hybrid,
+            QdrantStore(emb, "dense", path=":memory:", hybrid=False) as dense_only,
+        ):
+            start = time.perf_counter()
+            for i in range(0, size, 1000):
+                hybrid.add_vectors(matrix[i : i + 1000], texts[i : i + 1000], ids[i : i + 1000])
+            load_s = time.perf_counter() - start
+            for i in range(0, size, 1000):
+                dense_only.add_vectors(matrix[i : i + 1000], texts[i : i + 1000], ids[i : i + 1000])
+            calls = {
+                "dense-only collection": lambda v, sp: dense_only.search_by_vector(v, k=10),
+                "dense": lambda v, sp: hybrid.search_by_vector(v, k=10),
+                "sparse": lambda v, sp: hybrid.search_by_vectors(None, sp, 10, mode="sparse"),
+                "hybrid rrf": lambda v, sp: hybrid.search_by_vectors(v, sp, 10, settings=rrf),
+                "hybrid dbsf": lambda v, sp: hybrid.search_by_vectors(v, sp, 10, settings=dbsf),
+            }
+            times: dict[str, list[float]] = {name: [] for name in calls}
+            sparse_ms = []
+            for i, vec in enumerate(q):
+                start = time.perf_counter()
+                sparse = hybrid.sparse_query(query_texts[i % len(query_texts)])
+                sparse_ms.append((time.perf_counter() - start) * 1000)
+                for name, call in calls.items():  # in rotation: background load hits all alike
+                    start = time.perf_counter()
+                    hits = call(vec, sparse)
+                    times[name].append((time.perf_counter() - start) * 1000)
+                    assert hits or name == "sparse"
+        row: dict[str, float] = {
+            "size": size,
+            "load_s": load_s,
+            "encode_sparse": statistics.median(sparse_ms),
+        }
+        row.update({name: statistics.median(t) for name, t in times.items()})
+        rows.append(row)
+        print(f"  {size:>7} points: " + ", ".join(f"{n} {row[n]:.2f} ms" for n in calls))
+    return rows
+
+
+def cranfield_queries() -> list[str]:
+    if (CRANFIELD / "cran.qry").is_file():
+        from search_r3.collections import load_cranfield
+
+        return list(load_cranfield(CRANFIELD).queries.values())
+    return ["boundary layer transition", "heat transfer in hypersonic flow", "wing flutter at high speed"]
+
+
 def query_embed_ms(emb: ReasoningEmbeddings, repeats: int = 5) -> float:
     query = ["why does bread go stale so quickly"]
     emb.encode_queries(query, reasoning=False)
@@ -164,6 +235,15 @@ def main(argv: list[str] | None = None) -> int:
         help="Cranfield abstracts (~200 tokens, if ../shared/data/cranfield exists) or demo paragraphs (~80)",
     )
     parser.add_argument("--skip-indexing", action="store_true")
+    parser.add_argument(
+        "--latency",
+        choices=["dense", "hybrid", "both"],
+        default="both",
+        help="which latency benchmarks to run (default both)",
+    )
+    parser.add_argument(
+        "--hybrid-sizes", type=int, nargs="+", default=[10000], help="store sizes for the hybrid latency"
+    )
     args = parser.parse_args(argv)
 
     if args.model is None:
@@ -197,6 +277,22 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     dim = emb.embedding_dimension
+    if args.latency in ("hybrid", "both"):
+        print(f"\nhybrid search latency, local mode in memory (dim {dim}), top 10, {args.queries} queries:")
+        hybrid_rows = bench_hybrid(emb, args.hybrid_sizes, args.queries)
+        print(
+            "\n| points | dense-only collection p50 ms | dense p50 ms | sparse p50 ms | hybrid rrf p50 ms "
+            "| hybrid dbsf p50 ms | hybrid rrf / dense | BM25 query encoding p50 ms |"
+        )
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for r in hybrid_rows:
+            print(
+                f"| {r['size']} | {r['dense-only collection']:.2f} | {r['dense']:.2f} | {r['sparse']:.2f} | "
+                f"{r['hybrid rrf']:.2f} | {r['hybrid dbsf']:.2f} | {r['hybrid rrf'] / r['dense']:.2f}x | "
+                f"{r['encode_sparse']:.3f} |"
+            )
+    if args.latency == "hybrid":
+        return 0
     print(f"\nsearch latency, random unit vectors (dim {dim}), top 10, {args.queries} queries:")
     rows = bench_search(emb, args.sizes, args.queries)
     embed_ms = query_embed_ms(emb)

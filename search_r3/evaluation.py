@@ -1,4 +1,4 @@
-"""Retrieval evaluation: dense runs (reasoning on and off), baselines, metrics and a table.
+"""Retrieval evaluation: dense, sparse and hybrid runs (reasoning on and off), baselines, metrics, a table.
 
 Metrics come from ``ir-measures`` (pytrec_eval underneath), so figures agree with what other IR
 toolkits report. Runs are plain ``{query_id: {doc_id: score}}`` dicts. Every system's rows are
@@ -9,11 +9,13 @@ one-model table.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,6 +25,8 @@ from search_r3.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from search_r3.model import QueryEncodings, ReasoningEmbeddings
+    from search_r3.sparse import Bm25Settings
+    from search_r3.store import HybridSettings, QdrantStore
 
 logger = logging.getLogger(__name__)
 
@@ -412,3 +416,225 @@ def format_table(rows: Sequence[EvalRow], fmt: str = "markdown") -> str:
         cells.append(f"{row.seconds:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+# -- dense, sparse and hybrid rows through the Qdrant store ----------------------------------------
+@dataclass(frozen=True)
+class RetrievalSetup:
+    """One way of ranking with the store: a mode and its fusion / sparse-query settings."""
+
+    mode: str
+    settings: HybridSettings
+
+    def describe(self, reasoning: bool) -> str:
+        """Row suffix, e.g. ``hybrid rrf k=61 w=1:1 + reasoning x0.5``."""
+        s = self.settings
+        expansion = f" + reasoning x{s.reasoning_weight:g}" if reasoning and s.expand else ""
+        if self.mode == "dense":
+            return "dense"
+        if self.mode == "sparse":
+            return "sparse" + expansion
+        if s.fusion == "dbsf":
+            return "hybrid dbsf" + expansion
+        return f"hybrid rrf k={s.rrf_k} w={s.dense_weight:g}:{s.sparse_weight:g}" + expansion
+
+    def needs_reasoning_text(self) -> bool:
+        return self.mode != "dense" and self.settings.expand
+
+
+def retrieval_setups(
+    modes: Sequence[str],
+    *,
+    fusions: Sequence[str] = ("rrf", "dbsf"),
+    rrf_weights: Sequence[tuple[float, float]] = ((2.0, 1.0),),
+    rrf_ks: Sequence[int] = (61,),
+    reasoning_weights: Sequence[float] = (0.25,),
+    base: HybridSettings | None = None,
+) -> list[RetrievalSetup]:
+    """Every combination asked for, in table order: dense, sparse, then each hybrid fusion.
+
+    Sparse and hybrid setups come without expansion and with each reasoning weight (expansion
+    rows only apply to queries with reasoning on).
+    """
+    from search_r3.store import MODES, HybridSettings
+
+    base = base or HybridSettings()
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise ValueError(f"unknown mode {unknown[0]!r}; use {', '.join(MODES)}.")
+    expansions = [base.replace(expand=False)] + [
+        base.replace(expand=True, reasoning_weight=w) for w in reasoning_weights
+    ]
+    setups: list[RetrievalSetup] = []
+    if "dense" in modes:
+        setups.append(RetrievalSetup("dense", base.replace(expand=False)))
+    if "sparse" in modes:
+        setups += [RetrievalSetup("sparse", e) for e in expansions]
+    if "hybrid" in modes:
+        for fusion in fusions:
+            if fusion == "dbsf":
+                setups += [RetrievalSetup("hybrid", e.replace(fusion="dbsf")) for e in expansions]
+                continue
+            for rrf_k in rrf_ks:
+                for dense_w, sparse_w in rrf_weights:
+                    setups += [
+                        RetrievalSetup(
+                            "hybrid",
+                            e.replace(
+                                fusion=fusion, rrf_k=rrf_k, dense_weight=dense_w, sparse_weight=sparse_w
+                            ),
+                        )
+                        for e in expansions
+                    ]
+    return setups
+
+
+def cached_corpus_vectors(
+    embeddings: ReasoningEmbeddings,
+    collection: Collection,
+    cache_dir: str | Path | None = None,
+    show_progress_bar: bool | None = None,
+) -> tuple[list[str], np.ndarray]:
+    """:func:`encode_corpus`, reusing a ``.npy`` file in ``cache_dir`` made for the same model and texts.
+
+    The file name is a hash of the model (path or Hub id, dtype, maximum length, prompt settings)
+    and the document texts, so a changed model or corpus never reads stale vectors.
+    """
+    from search_r3.store import model_name_of
+
+    ids, texts = indexable_documents(collection, warn=True)
+    if cache_dir is None:
+        return ids, embeddings.encode_documents(texts, show_progress_bar=show_progress_bar)
+    key = hashlib.sha256()
+    identity = [model_name_of(embeddings), str(embeddings.model.dtype), embeddings.max_length]
+    key.update(json.dumps(identity + [repr(embeddings.settings)]).encode())
+    for text in texts:
+        key.update(text.encode("utf-8") + b"\0")
+    path = Path(cache_dir).expanduser() / f"corpus-{key.hexdigest()[:24]}.npy"
+    if path.is_file():
+        vectors = np.load(path, allow_pickle=False)
+        if vectors.shape[0] == len(ids):
+            logger.info("document vectors read from %s", path)
+            return ids, vectors
+    vectors = embeddings.encode_documents(texts, show_progress_bar=show_progress_bar)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, vectors, allow_pickle=False)
+    return ids, vectors
+
+
+def corpus_store(
+    embeddings: ReasoningEmbeddings,
+    collection: Collection,
+    doc_ids: Sequence[str],
+    doc_vectors: np.ndarray,
+    *,
+    sparse_settings: Bm25Settings | None = None,
+) -> QdrantStore:
+    """An in-memory hybrid Qdrant store holding the corpus (dense vectors given, BM25 computed)."""
+    from search_r3.store import QdrantStore
+
+    store = QdrantStore(embeddings, "eval", path=":memory:", hybrid=True, sparse_settings=sparse_settings)
+    for start in range(0, len(doc_ids), 256):
+        batch = list(doc_ids[start : start + 256])
+        store.add_vectors(
+            doc_vectors[start : start + len(batch)], [collection.doc_text(d) for d in batch], batch
+        )
+    return store
+
+
+def store_run(
+    store: QdrantStore,
+    query_ids: Sequence[str],
+    queries: Sequence[str],
+    encoded: QueryEncodings,
+    setup: RetrievalSetup,
+    k: int,
+) -> Run:
+    """Rank the store for every query with ready query encodings (no model call)."""
+    run: Run = {}
+    for row, (qid, text) in enumerate(zip(query_ids, queries, strict=True)):
+        sparse = None
+        if setup.mode != "dense":
+            reasoning = encoded.reasoning[row] if encoded.reasoning else ""
+            sparse = store.sparse_query(text, reasoning, setup.settings)
+        hits = store.search_by_vectors(
+            encoded.embeddings[row], sparse, k, mode=setup.mode, settings=setup.settings
+        )
+        run[qid] = {hit.id: hit.score for hit in hits}
+    return run
+
+
+def store_rows(
+    embeddings: ReasoningEmbeddings,
+    collection: Collection,
+    setups: Sequence[RetrievalSetup],
+    *,
+    label: str | None = None,
+    reasoning_modes: Sequence[bool] = (True, False),
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    k: int = 100,
+    max_reasoning_tokens: int | None = None,
+    sparse_settings: Bm25Settings | None = None,
+    doc_cache: str | Path | None = None,
+    show_progress_bar: bool | None = None,
+    keep_runs: bool = False,
+) -> list[EvalRow]:
+    """Rows for each reasoning mode x each setup, ranked by an in-memory Qdrant store.
+
+    The corpus is encoded once (or read from ``doc_cache``) and each query is encoded once per
+    reasoning mode; every dense, sparse and hybrid setup is then ranked from those encodings by
+    the same Query API calls :meth:`QdrantStore.search` makes. A sparse setup without expansion
+    does not depend on reasoning, so it appears once (with the last reasoning mode).
+    """
+    if not reasoning_modes or not setups:
+        return []
+    queries = judged_only(collection)
+    start = time.perf_counter()
+    doc_ids, doc_vectors = cached_corpus_vectors(embeddings, queries, doc_cache, show_progress_bar)
+    corpus_seconds = time.perf_counter() - start
+    store = corpus_store(embeddings, queries, doc_ids, doc_vectors, sparse_settings=sparse_settings)
+    budget = max_reasoning_tokens if max_reasoning_tokens is not None else embeddings.max_reasoning_tokens
+    query_ids = list(queries.queries)
+    texts = [queries.queries[q] for q in query_ids]
+    rows: list[EvalRow] = []
+    try:
+        for position, reasoning in enumerate(reasoning_modes):
+            last = position == len(reasoning_modes) - 1
+            start = time.perf_counter()
+            encoded = embeddings.encode_queries(
+                texts, reasoning=reasoning, max_reasoning_tokens=budget, show_progress_bar=show_progress_bar
+            )
+            encode_seconds = time.perf_counter() - start
+            base = search_r3_system_name(reasoning, budget, label)
+            for setup in setups:
+                if setup.needs_reasoning_text() and not reasoning:
+                    continue  # nothing to expand with
+                if setup.mode == "sparse" and not setup.settings.expand and not last:
+                    continue  # the same for every reasoning mode: one row
+                start = time.perf_counter()
+                run = store_run(store, query_ids, texts, encoded, setup, k)
+                seconds = time.perf_counter() - start
+                uses_model = setup.mode != "sparse" or setup.settings.expand
+                name = (
+                    f"{base} · {setup.describe(reasoning)}"
+                    if uses_model
+                    else f"{label or 'search-r3'} · sparse"
+                )
+                rows.append(
+                    _row(
+                        name,
+                        queries,
+                        run,
+                        metrics,
+                        keep_runs,
+                        forced_fraction=float(np.mean(encoded.forced)) if reasoning and uses_model else None,
+                        mean_reasoning_tokens=float(np.mean(encoded.generated_tokens))
+                        if reasoning and uses_model
+                        else None,
+                        seconds=seconds + (encode_seconds if uses_model else 0.0),
+                        corpus_seconds=corpus_seconds,
+                    )
+                )
+    finally:
+        store.close()
+    return rows

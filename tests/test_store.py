@@ -60,7 +60,7 @@ def test_add_and_search_returns_hits_with_payload(store: QdrantStore, tiny_embed
     # the store's cosine is the model's own: compare with a direct computation
     query = tiny_embeddings.encode_queries(["lift of wings"], reasoning=False).embeddings[0]
     docs = tiny_embeddings.encode_documents(DOCS)
-    direct = store.search("lift of wings", k=4, reasoning=False)
+    direct = store.search("lift of wings", k=4, reasoning=False, mode="dense")
     expected = {ids[j]: float(docs[j] @ query) for j in range(4)}
     for hit in direct.hits:
         assert hit.score == pytest.approx(expected[hit.id], abs=1e-4)
@@ -185,7 +185,7 @@ def test_bad_input_is_rejected(store: QdrantStore) -> None:
 def test_collection_is_created_from_the_model_dimension(tiny_embeddings) -> None:
     client = QdrantClient(":memory:")
     with QdrantStore(tiny_embeddings, "fresh", client=client) as s:
-        params = client.get_collection("fresh").config.params.vectors
+        params = client.get_collection("fresh").config.params.vectors["dense"]  # hybrid by default
         assert (params.size, params.distance) == (64, models.Distance.COSINE)
         assert s.count() == 0
     assert client.collection_exists("fresh")  # a client passed in is not closed by the store

@@ -45,7 +45,9 @@ print("reasoning:", reasoned.reasoning[0])
 
 # 2. The retriever: searches search-r3's Qdrant store (":memory:" here; path=... or url=... to keep
 #    it), reasons about each query once, and returns the reasoning with every Document.
-retriever = SearchR3Retriever.from_documents(documents, embeddings, k=2)
+#    mode="dense" ranks by cosine (as the vector store below does); without it the store ranks by
+#    dense + BM25 over the query and its reasoning (hybrid, the default; see the Qdrant guide).
+retriever = SearchR3Retriever.from_documents(documents, embeddings, k=2, mode="dense")
 hits = retriever.invoke(QUESTION)
 for doc in hits:
     print(f"{doc.metadata['score']:.3f}  {doc.id:<7} {doc.page_content}")

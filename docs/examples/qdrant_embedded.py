@@ -34,8 +34,9 @@ with QdrantStore(emb, "museums", path=folder) as store:
         print(f"{hit.score:.3f}  {hit.id:<9} {hit.metadata}  {hit.text}")
 
     # Metadata filters: a dict (all keys must match, a list matches any of its values) or a
-    # native qdrant_client.models.Filter.
-    art_only = store.search("famous paintings", k=4, filter={"topic": "art"}, reasoning=False)
+    # native qdrant_client.models.Filter. The default mode is hybrid (dense + BM25, fused scores);
+    # mode="dense" ranks by the cosine of the dense vectors alone.
+    art_only = store.search("famous paintings", k=4, filter={"topic": "art"}, reasoning=False, mode="dense")
     print("art only:", [hit.id for hit in art_only.hits])
 
 # Reopen the same folder later (one process at a time in local mode): the documents are there.

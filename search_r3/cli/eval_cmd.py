@@ -33,6 +33,8 @@ EXAMPLES = """examples:
   search-r3 eval ./cranfield --reasoning none                       # BM25 only: no model needed
   search-r3 eval ./cranfield --reasoning none --st-model ./all-MiniLM-L6-v2   # baselines only
   search-r3 eval ./cranfield --metrics nDCG@10 AP P@5 --max-queries 20
+  search-r3 eval ./cranfield --queries dev --mode dense,sparse,hybrid --fusion rrf,dbsf \
+      --rrf-weights 1:1,1:2,2:1 --reasoning-weight 0.25,0.5 --doc-cache ~/.cache/search-r3-eval
 
 DATA is a folder in one of these layouts (detected automatically):
   BEIR     corpus.jsonl, queries.jsonl, qrels/<split>.tsv
@@ -46,6 +48,14 @@ with several they read "LABEL: reasoning (N tokens)" and "LABEL: no reasoning", 
 read "sentence-transformers: LABEL". LABEL is the folder's name for a local folder, else the
 value as given (a short name or Hub id); --model LABEL=PATH names a row yourself (split on the
 first '=' only when LABEL has no '/' and PATH exists or holds a '/' or starts with '.' or '~').
+
+--mode dense (the default) ranks by cosine in numpy. Any other --mode list ranks every row
+through an in-memory hybrid Qdrant store (the same Query API calls as `search-r3 search`):
+"· dense", "· sparse" (BM25 over the query), "· sparse + reasoning xW" (query + the model's
+reasoning, its tokens weighted W), "· hybrid rrf k=K w=D:S" and "· hybrid dbsf", each hybrid
+without and with the reasoning expansion. Documents are encoded once; each query once per
+reasoning mode. --doc-cache DIR keeps the document vectors for the next run (keyed by model
+and texts). Choose fusion settings on --queries dev or train, never on test.
 
 Query rows time the query side only (corpus_seconds in --json holds the document encoding).
 Metrics use ir-measures names (nDCG@10, R@100, RR@10, AP, P@5, ...); the table shows R@ as
@@ -122,6 +132,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--output", type=output_file, default=None, help="also write the table (or JSON) to this file"
     )
+    add_retrieval_options(parser)
     add_json_option(parser)
     group = add_model_options(parser, repeat=True)  # one table, several models
     group.add_argument(
@@ -132,6 +143,72 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="sentence-transformers model folder or Hub id for a baseline row; repeatable",
     )
     parser.set_defaults(func=run)
+
+
+def add_retrieval_options(parser: argparse.ArgumentParser) -> None:
+    """``--mode``, ``--fusion`` and the fusion grid of the search-r3 rows."""
+    group = parser.add_argument_group("retrieval modes (search-r3 rows)")
+    group.add_argument("--mode", default="dense", help="comma list of dense, sparse, hybrid (default: dense)")
+    group.add_argument("--fusion", default="rrf,dbsf", help="hybrid fusions: rrf, dbsf (default: both)")
+    group.add_argument(
+        "--rrf-weights",
+        default="2:1",
+        metavar="D:S,...",
+        help="RRF weights of the dense and sparse rankings, one row each (default 2:1)",
+    )
+    group.add_argument("--rrf-k", default="61", metavar="K,...", help="Qdrant RRF constant(s) (default 61)")
+    group.add_argument(
+        "--reasoning-weight",
+        default="0.25",
+        metavar="W,...",
+        help="weight of the reasoning tokens in the sparse query, one row each (query tokens: 1)",
+    )
+    group.add_argument(
+        "--prefetch", type=int, default=100, help="candidates per side before fusion (default 100)"
+    )
+    group.add_argument(
+        "--doc-cache", type=Path, default=None, help="folder to keep document vectors in between runs"
+    )
+
+
+def _split(value: str, option: str, cast: Any, allowed: tuple[str, ...] | None = None) -> list[Any]:
+    from search_r3.errors import InvalidInputError
+
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    try:
+        out = [cast(v) for v in items]
+    except ValueError as exc:
+        raise InvalidInputError(f"{option} {value!r}: {exc}") from exc
+    if not out or (allowed and any(v not in allowed for v in out)):
+        raise InvalidInputError(
+            f"{option} {value!r}: give a comma list of {', '.join(allowed or ('values',))}."
+        )
+    return out
+
+
+def _weights(value: str) -> tuple[float, float]:
+    dense, sep, sparse = value.partition(":")
+    if not sep:
+        raise ValueError(f"write DENSE:SPARSE weights such as 1:2, not {value!r}")
+    return float(dense), float(sparse)
+
+
+def retrieval_setups_from_args(args: argparse.Namespace) -> list[Any] | None:
+    """The setups of ``--mode`` & co; ``None`` for plain dense rows (the numpy path)."""
+    from search_r3.evaluation import retrieval_setups
+    from search_r3.store import FUSIONS, MODES, HybridSettings
+
+    modes = _split(args.mode, "--mode", str, MODES)
+    if modes == ["dense"]:
+        return None
+    return retrieval_setups(
+        modes,
+        fusions=_split(args.fusion, "--fusion", str, FUSIONS),
+        rrf_weights=_split(args.rrf_weights, "--rrf-weights", _weights),
+        rrf_ks=_split(args.rrf_k, "--rrf-k", int),
+        reasoning_weights=_split(args.reasoning_weight, "--reasoning-weight", float),
+        base=HybridSettings(prefetch=args.prefetch),
+    )
 
 
 def load_sentence_transformer(path: str, device: str | None) -> Any:
@@ -164,6 +241,7 @@ def run(args: argparse.Namespace) -> int:
         format_table,
         search_r3_rows,
         sentence_transformer_row,
+        store_rows,
     )
 
     collection = load_collection(args.data, split=args.split)
@@ -174,6 +252,7 @@ def run(args: argparse.Namespace) -> int:
         judged = judged[: args.max_queries]
     collection = collection.subset(judged)
     metrics = tuple(args.metrics or DEFAULT_METRICS)
+    setups = retrieval_setups_from_args(args)
     modes = {"both": (True, False), "on": (True,), "off": (False,), "none": ()}[args.reasoning]
     models = [parse_model_spec(v) for v in args.model or []] if modes else []
     st_models = [parse_model_spec(v) for v in args.st_model or []]
@@ -203,16 +282,30 @@ def run(args: argparse.Namespace) -> int:
     evaluated: list[dict[str, Any]] = []
     for spec in models:
         embeddings = load_model(argparse.Namespace(**{**vars(args), "model": spec.path}))
-        model_rows = search_r3_rows(
-            embeddings,
-            collection,
-            label=None if single else spec.label,
-            reasoning_modes=modes,
-            metrics=metrics,
-            k=args.depth,
-            max_reasoning_tokens=args.max_reasoning_tokens,
-            show_progress_bar=show_progress(args),
-        )
+        if setups is None:
+            model_rows = search_r3_rows(
+                embeddings,
+                collection,
+                label=None if single else spec.label,
+                reasoning_modes=modes,
+                metrics=metrics,
+                k=args.depth,
+                max_reasoning_tokens=args.max_reasoning_tokens,
+                show_progress_bar=show_progress(args),
+            )
+        else:
+            model_rows = store_rows(
+                embeddings,
+                collection,
+                setups,
+                label=None if single else spec.label,
+                reasoning_modes=modes,
+                metrics=metrics,
+                k=args.depth,
+                max_reasoning_tokens=args.max_reasoning_tokens,
+                doc_cache=args.doc_cache,
+                show_progress_bar=show_progress(args),
+            )
         rows += model_rows
         evaluated.append(
             {

@@ -31,6 +31,12 @@ EXAMPLES = (
   search-r3 search "boston" --filter zip:str=02139 --filter year:int=1990
   search-r3 search "q1" "q2" --max-reasoning-tokens 32          # several queries
   echo "why does bread go stale?" | search-r3 search -           # the query from stdin
+  search-r3 search "boundary layer" --mode dense                 # dense vector only (no BM25)
+  search-r3 search "boundary layer" --mode hybrid --fusion dbsf  # BM25 + dense, fused by DBSF
+
+--mode hybrid (the default for collections made by this version) ranks by the dense vector and
+by BM25 over the query plus the model's reasoning, fused in one Qdrant query; --mode sparse is
+BM25 alone; --mode dense is the dense vector alone (the only mode of older collections).
 
 The model is --model, else $SEARCH_R3_MODEL, else the one the collection was indexed with.
 
@@ -63,6 +69,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="only documents whose metadata KEY equals VALUE (repeat for AND; a,b: any of; 123 and true "
         "match the string or the typed value; KEY:str=, KEY:int=, KEY:bool= pick one type)",
+    )
+    parser.add_argument(
+        "--mode",
+        choices=["hybrid", "dense", "sparse"],
+        default=None,
+        help="ranking: hybrid (dense + BM25), dense or sparse (default: hybrid if the collection has both)",
+    )
+    parser.add_argument(
+        "--fusion", choices=["rrf", "dbsf"], default=None, help="how hybrid mode fuses the two rankings"
     )
     add_json_option(parser)
     add_model_options(parser)
@@ -153,6 +168,8 @@ def run(args: argparse.Namespace) -> int:
                 filter=filters,
                 reasoning=False if args.no_reasoning else None,
                 max_reasoning_tokens=args.max_reasoning_tokens,
+                mode=args.mode,
+                fusion=args.fusion,
             )
             results.append((query, result))
             if not args.json:

@@ -11,6 +11,7 @@ from langchain_core.runnables.config import run_in_executor
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from search_r3 import QueryEncodings, ReasoningEmbeddings, SearchR3Error
+from search_r3.sparse import RecentReasoning
 
 #: Environment variable read when no ``model`` is given (a local folder or a Hub id).
 MODEL_ENV_VAR = "SEARCH_R3_MODEL"
@@ -56,6 +57,7 @@ class SearchR3Embeddings(BaseModel, Embeddings):
     show_progress: bool = False
 
     _client: ReasoningEmbeddings = PrivateAttr()
+    _recent: RecentReasoning = PrivateAttr(default_factory=RecentReasoning)
 
     @model_validator(mode="after")
     def _load(self) -> SearchR3Embeddings:
@@ -112,9 +114,17 @@ class SearchR3Embeddings(BaseModel, Embeddings):
         This is the single place a query is reasoned about; :meth:`embed_query` returns only the
         vector of the same call.
         """
-        return self._client.encode_queries(
+        encoded = self._client.encode_queries(
             [text], reasoning=self.reasoning, max_reasoning_tokens=self.max_reasoning_tokens
         )
+        if encoded.reasoning and encoded.reasoning[0]:
+            self._recent.put(text, encoded.reasoning[0])  # for a linked SearchR3SparseEmbeddings
+        return encoded
+
+    @property
+    def recent_reasoning(self) -> RecentReasoning:
+        """Reasoning of the latest queries, taken once by a linked ``SearchR3SparseEmbeddings``."""
+        return self._recent
 
     def embed_query(self, text: str) -> list[float]:
         """Embed a query, after reasoning about it when ``reasoning`` is on."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
@@ -35,6 +35,10 @@ class SearchR3Retriever(BaseRetriever):
         filter: Qdrant filter applied to every search (``invoke(query, filter=...)`` overrides it).
         reasoning: Reason about the query before embedding it (default: the model's setting).
         max_reasoning_tokens: Reasoning budget per query (default: the model's).
+        mode: ``"hybrid"`` (dense + BM25 over the query and its reasoning), ``"dense"`` or
+            ``"sparse"`` (default: hybrid for a hybrid store, dense for an older dense-only one);
+            ``invoke(query, mode=...)`` overrides it for one call.
+        fusion: ``"rrf"`` or ``"dbsf"`` in hybrid mode (default: the store's setting).
 
     Example:
         >>> retriever = SearchR3Retriever.from_texts(
@@ -53,6 +57,8 @@ class SearchR3Retriever(BaseRetriever):
     filter: Any = None
     reasoning: bool | None = None
     max_reasoning_tokens: int | None = Field(default=None, ge=0)
+    mode: Literal["hybrid", "dense", "sparse"] | None = None
+    fusion: Literal["rrf", "dbsf"] | None = None
 
     def _get_relevant_documents(
         self,
@@ -63,6 +69,8 @@ class SearchR3Retriever(BaseRetriever):
         filter: Any = None,
         reasoning: bool | None = None,
         max_reasoning_tokens: int | None = None,
+        mode: str | None = None,
+        fusion: str | None = None,
     ) -> list[Document]:
         k = self.k if k is None else k
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
@@ -75,6 +83,8 @@ class SearchR3Retriever(BaseRetriever):
             max_reasoning_tokens=self.max_reasoning_tokens
             if max_reasoning_tokens is None
             else max_reasoning_tokens,
+            mode=self.mode if mode is None else mode,
+            fusion=self.fusion if fusion is None else fusion,
         )
         return documents_from_result(result)
 
@@ -96,7 +106,8 @@ class SearchR3Retriever(BaseRetriever):
     ) -> SearchR3Retriever:
         """Build a store (local ``:memory:`` by default), add ``texts`` and return a retriever on it.
 
-        ``kwargs`` are retriever fields (``k``, ``filter``, ``reasoning``, ``max_reasoning_tokens``);
+        ``kwargs`` are retriever fields (``k``, ``filter``, ``reasoning``, ``max_reasoning_tokens``,
+        ``mode``, ``fusion``);
         a :class:`SearchR3Embeddings` passes on its own ``reasoning`` and budget as defaults.
         With ``url`` the store lives on a Qdrant server instead; ``client`` uses an existing
         ``QdrantClient`` (left open by :meth:`QdrantStore.close`).

@@ -57,7 +57,8 @@ def expected_ranking(emb: ReasoningEmbeddings, corpus, query: str) -> tuple[list
 def test_documents_carry_score_reasoning_and_metadata(store: QdrantStore, corpus) -> None:
     query = "a language for writing programs"
     ids, scores, reasoning, forced = expected_ranking(store.embeddings, corpus, query)
-    docs = SearchR3Retriever(store=store, k=3, max_reasoning_tokens=BUDGET).invoke(query)
+    # dense mode: the cosine ranking (the store's default is hybrid; see test_langchain_hybrid.py)
+    docs = SearchR3Retriever(store=store, k=3, max_reasoning_tokens=BUDGET, mode="dense").invoke(query)
     assert [d.id for d in docs] == ids[:3]
     np.testing.assert_allclose([d.metadata["score"] for d in docs], scores[:3], atol=1e-4)
     for doc in docs:

@@ -13,6 +13,7 @@ from typing import Any
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from search_r3 import QueryEncodings, ReasoningEmbeddings, SearchR3Error
+from search_r3.sparse import RecentReasoning
 from search_r3.store import model_name_of
 
 #: Environment variable read when no ``model`` is given (a local folder or a Hub id).
@@ -70,6 +71,7 @@ class SearchR3Embedding(BaseEmbedding):
     )
 
     _model: ReasoningEmbeddings = PrivateAttr()
+    _recent: RecentReasoning = PrivateAttr(default_factory=RecentReasoning)
 
     def __init__(
         self,
@@ -122,6 +124,11 @@ class SearchR3Embedding(BaseEmbedding):
         return self._model
 
     @property
+    def recent_reasoning(self) -> RecentReasoning:
+        """Reasoning of the latest queries, taken once by a linked ``SearchR3SparseEncoder``."""
+        return self._recent
+
+    @property
     def embedding_dimension(self) -> int:
         """Vector size, read from the model config (no forward pass)."""
         return self._model.embedding_dimension
@@ -138,6 +145,8 @@ class SearchR3Embedding(BaseEmbedding):
         sink = _capture.get()
         if sink is not None:
             sink.append(encoded)
+        if encoded.reasoning and encoded.reasoning[0]:
+            self._recent.put(query, encoded.reasoning[0])  # for a linked SearchR3SparseEncoder
         return encoded.embeddings[0].tolist()
 
     async def _aget_query_embedding(self, query: str) -> Embedding:

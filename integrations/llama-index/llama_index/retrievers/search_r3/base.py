@@ -7,13 +7,20 @@ from typing import Any
 from llama_index.core.indices.vector_store.base import VectorStoreIndex
 from llama_index.core.indices.vector_store.retrievers import VectorIndexRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle
-from llama_index.core.vector_stores.types import BasePydanticVectorStore
+from llama_index.core.vector_stores.types import BasePydanticVectorStore, VectorStoreQueryMode
 from llama_index.embeddings.search_r3 import SearchR3Embedding, capture_query_encodings
 from search_r3 import QueryEncodings, SearchR3Error
 
 #: Metadata keys added to every returned node (kept out of the LLM and embedding views of the node).
 REASONING_KEY = "reasoning"
 FORCED_KEY = "forced"
+
+#: ``mode`` values and the vector store query modes they select.
+QUERY_MODES = {
+    "dense": VectorStoreQueryMode.DEFAULT,
+    "sparse": VectorStoreQueryMode.SPARSE,
+    "hybrid": VectorStoreQueryMode.HYBRID,
+}
 
 
 class SearchR3Retriever(VectorIndexRetriever):
@@ -31,7 +38,10 @@ class SearchR3Retriever(VectorIndexRetriever):
         embed_model: The query embedding model (default: the index's); must be a
             :class:`SearchR3Embedding`.
         similarity_top_k: Nodes to return.
-        **kwargs: Further ``VectorIndexRetriever`` arguments (``filters``, ``doc_ids``...).
+        mode: ``"dense"``, ``"sparse"`` or ``"hybrid"``: the vector store query mode (sparse and
+            hybrid need a hybrid store, e.g. ``QdrantVectorStore(...,
+            **SearchR3SparseEncoder(embed_model).vector_store_kwargs())``). Default: dense.
+        **kwargs: Further ``VectorIndexRetriever`` arguments (``filters``, ``doc_ids``, ``alpha``...).
 
     Example:
         >>> retriever = SearchR3Retriever(index, similarity_top_k=2)
@@ -44,8 +54,13 @@ class SearchR3Retriever(VectorIndexRetriever):
         index: VectorStoreIndex,
         embed_model: SearchR3Embedding | None = None,
         similarity_top_k: int = 4,
+        mode: str | None = None,
         **kwargs: Any,
     ) -> None:
+        if mode is not None:
+            if mode not in QUERY_MODES:
+                raise SearchR3Error(f"mode must be one of {', '.join(QUERY_MODES)}, not {mode!r}.")
+            kwargs.setdefault("vector_store_query_mode", QUERY_MODES[mode])
         embed_model = embed_model or index._embed_model
         if not isinstance(embed_model, SearchR3Embedding):
             raise SearchR3Error(
