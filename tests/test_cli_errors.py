@@ -69,9 +69,9 @@ def error_lines(err: str) -> list[str]:
 ARGUMENT_CASES = [
     (
         "prefix-of-another-option",
-        ["search", "q", "--mode", "sparse"],
+        ["search", "q", "--coll", "papers"],  # once silently taken as --collection
         "search",
-        "unrecognized arguments: --mode",
+        "unrecognized arguments: --coll",
     ),
     ("unknown-option", ["search", "x", "--topk", "3"], "search", "unrecognized arguments: --topk 3"),
     ("device", ["search", "q", "--device", "foo"], "search", "use cpu, cuda, cuda:N or mps"),

@@ -486,7 +486,9 @@ def test_serve_checks_arguments_before_loading_a_model(capsys, tmp_path: Path) -
         assert "already in use" in capsys.readouterr().err
     assert main(["serve", "--model", missing, "--port", "0"]) == 1
     assert "--port" in capsys.readouterr().err
-    assert main(["serve", "--model", missing, "--path", "a", "--url", "http://x"]) == 1
+    with pytest.raises(SystemExit) as usage:  # a usage error, from the shared store-option check
+        main(["serve", "--model", missing, "--path", "a", "--url", "http://x"])
+    assert usage.value.code == 2
     assert "not both" in capsys.readouterr().err
     assert main(["serve", "--model", missing, "--port", str(free_port())]) == 1
     assert "No model folder" in capsys.readouterr().err

@@ -51,7 +51,12 @@ def stored(db: Path, collection: str = "search_r3") -> dict[str, dict]:
         points, _ = client.scroll(collection, limit=10_000, with_payload=True, with_vectors=True)
     finally:
         client.close()
-    by_id = {p.payload["doc_id"]: {**p.payload, "vector": np.asarray(p.vector)} for p in points}
+    # hybrid collections name their vectors; the dense one is what the model made
+    dense = [p.vector["dense"] if isinstance(p.vector, dict) else p.vector for p in points]
+    by_id = {
+        p.payload["doc_id"]: {**p.payload, "vector": np.asarray(v)}
+        for p, v in zip(points, dense, strict=True)
+    }
     assert len(by_id) == len(points)  # one point per document id
     return by_id
 
