@@ -220,7 +220,10 @@ def _qdrant_server(g: dict[str, Any], out: str, work: Path) -> None:
 def _langchain(g: dict[str, Any], out: str, work: Path) -> None:
     embeddings, reasoned = g["embeddings"], g["reasoned"]
     assert len(g["query_vector"]) == embeddings.embedding_dimension
-    np.testing.assert_allclose(g["query_vector"], reasoned.embeddings[0], atol=1e-5)  # greedy: same vector
+    # greedy: embed_query gives the vector the example took from encode_query (one generation)
+    np.testing.assert_allclose(embeddings.embed_query(g["QUESTION"]), g["query_vector"], atol=1e-5)
+    assert [d.id for d in g["batched"][0]] == [d.id for d in g["hits"]]
+    assert len(g["batched"]) == 2 and len(g["batched"][1]) == 2
     hits = g["hits"]
     assert len(hits) == 2 and hits[0].metadata["score"] >= hits[1].metadata["score"]
     assert all(d.metadata["reasoning"] == reasoned.reasoning[0] for d in hits)
@@ -240,6 +243,8 @@ def _llamaindex(g: dict[str, Any], out: str, work: Path) -> None:
     assert all(n.node.metadata["reasoning"] == expected for n in nodes)
     assert all(isinstance(n.node.metadata["forced"], bool) for n in nodes)
     assert len(g["response"].source_nodes) == 2
+    assert [n.node.node_id for n in g["async_nodes"]] == [n.node.node_id for n in nodes]
+    assert len(g["query_vectors"]) == 2 and len(g["query_vectors"][0]) == g["embed_model"].embedding_dimension
     # the reopened collection answers from the stored vectors: the same best node
     assert out.splitlines()[-1] == f"reopened: {nodes[0].node.get_content()}"
 
