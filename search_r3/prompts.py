@@ -23,7 +23,7 @@ _SENTINEL = "\u2063SEARCH_R3_USER_TEXT\u2063"
 
 
 def embed_token_id(tokenizer: Any, embed_token: str) -> int:
-    """Id of the embed token, or a :class:`MissingEmbedTokenError` that names the fix."""
+    """Id of the embed token, or a `MissingEmbedTokenError` that names the fix."""
     vocab = tokenizer.get_vocab()
     if embed_token not in vocab:
         name = getattr(tokenizer, "name_or_path", "") or "this tokenizer"

@@ -1,28 +1,30 @@
 """A sentence-transformers (6.x) input module that runs a search-r3 model.
 
-The module wraps a :class:`~search_r3.model.ReasoningEmbeddings` and calls the very same code
+The module wraps a `ReasoningEmbeddings` and calls the very same code
 (``PromptBuilder`` for the prompts, ``embed_prompt_ids`` / ``reason_prompt_ids`` for the vectors),
 so ``SentenceTransformer.encode_query`` and ``ReasoningEmbeddings.encode_queries`` give the same
 vectors. ``encode_query`` reasons first; ``encode_document`` embeds in one forward pass.
 
-Loading::
+Loading:
 
-    from sentence_transformers import SentenceTransformer
-    # a folder saved by SentenceTransformer.save, or one given write_sentence_transformers_files()
-    model = SentenceTransformer("path/to/search-r3-model", trust_remote_code=True)
-    # or, without the flag (public API only; works on any search-r3 folder):
-    from search_r3.st_module import load_sentence_transformer
-    model = load_sentence_transformer("path/to/search-r3-model")
+```python
+from sentence_transformers import SentenceTransformer
+# a folder saved by SentenceTransformer.save, or one given write_sentence_transformers_files()
+model = SentenceTransformer("path/to/search-r3-model", trust_remote_code=True)
+# or, without the flag (public API only; works on any search-r3 folder):
+from search_r3.st_module import load_sentence_transformer
+model = load_sentence_transformer("path/to/search-r3-model")
 
-    q = model.encode_query(["why is the sky blue?"], max_reasoning_tokens=64)
-    d = model.encode_document(["Rayleigh scattering ..."])
-    print(model[0].last_reasoning)
+q = model.encode_query(["why is the sky blue?"], max_reasoning_tokens=64)
+d = model.encode_document(["Rayleigh scattering ..."])
+print(model[0].last_reasoning)
+```
 
 Why a flag: since sentence-transformers 6.0 any module class outside the ``sentence_transformers``
 package (ours lives in ``search_r3``) is only imported from ``modules.json`` with
 ``trust_remote_code=True``, even from a local folder. Nothing is downloaded or executed from the
 model folder itself: the class comes from the installed ``search_r3`` package. The helper
-:func:`load_sentence_transformer` avoids the flag by building the module itself and handing it to
+`load_sentence_transformer` avoids the flag by building the module itself and handing it to
 ``SentenceTransformer(modules=[...])``.
 """
 
@@ -60,7 +62,7 @@ class SearchR3Module(InputModule):
         max_reasoning_tokens: Default reasoning budget (default: the model's setting).
         default_task: What plain ``encode`` (no task) does: ``"document"`` (one forward pass,
             the default) or ``"query"``.
-        log_size: How many query texts :attr:`reasoning_log` remembers.
+        log_size: How many query texts `reasoning_log` remembers.
 
     The module is for inference (``encode``); fine-tuning goes through ``search-r3-train``,
     which calls the same core functions with gradients on.
@@ -68,7 +70,7 @@ class SearchR3Module(InputModule):
     Attributes:
         last_reasoning: Reasoning texts of the most recent reasoning batch, in that batch's order.
         last_forced: For the same rows, whether the budget ran out before the embed token.
-        reasoning_log: ``query text -> reasoning`` of recent queries (see :func:`encode_queries`).
+        reasoning_log: ``query text -> reasoning`` of recent queries (see `encode_queries`).
     """
 
     config_file_name = "search_r3_config.json"  # never config.json: that is the LLM's own config
@@ -260,7 +262,7 @@ def load_sentence_transformer(
 ) -> Any:
     """A ``SentenceTransformer`` for a search-r3 folder or Hub id, without ``trust_remote_code``.
 
-    Builds :class:`SearchR3Module` directly and passes it as ``modules=[...]`` (public
+    Builds `SearchR3Module` directly and passes it as ``modules=[...]`` (public
     sentence-transformers API), so no class is imported from ``modules.json``. Works on a plain
     search-r3 folder (from ``search-r3 init`` or training) as well as on one saved by
     ``SentenceTransformer.save``. The saved ``search_r3_config.json`` (reasoning defaults) is
@@ -328,7 +330,7 @@ def write_sentence_transformers_files(
 def to_sentence_transformer(
     embeddings: ReasoningEmbeddings, *, device: str | None = None, **module_kwargs: Any
 ) -> Any:
-    """Wrap an already loaded :class:`ReasoningEmbeddings` (shared weights, no copy)."""
+    """Wrap an already loaded `ReasoningEmbeddings` (shared weights, no copy)."""
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(
@@ -340,7 +342,7 @@ def encode_queries(model: Any, queries: Sequence[str], **encode_kwargs: Any) -> 
     """``model.encode_query`` plus the reasoning of each query, in input order.
 
     Args:
-        model: A ``SentenceTransformer`` whose first module is :class:`SearchR3Module`.
+        model: A ``SentenceTransformer`` whose first module is `SearchR3Module`.
         **encode_kwargs: Passed to ``encode_query`` (``reasoning``, ``max_reasoning_tokens``,
             ``batch_size``, ...).
     """

@@ -106,8 +106,8 @@ def open_client(
     """A Qdrant client: server when ``url`` (or ``QDRANT_URL``), else local mode at ``path``.
 
     ``path=":memory:"`` keeps everything in this process; ``path=None`` without a URL uses
-    :func:`default_store_path`. A local folder locked by another client raises
-    :class:`StoreLockedError`.
+    `default_store_path`. A local folder locked by another client raises
+    `StoreLockedError`.
     """
     from qdrant_client import QdrantClient
 
@@ -178,20 +178,22 @@ class QdrantStore:
     """Documents embedded by a search-r3 model, in a Qdrant collection.
 
     Example:
-        >>> store = QdrantStore(embeddings, "notes", path=":memory:")
-        >>> store.add_documents(["Paris is the capital of France."], ids=["paris"])
-        >>> result = store.search("where is the Louvre?", k=3)
-        >>> print(result.reasoning, result.hits[0].id)
+        ```python
+        store = QdrantStore(embeddings, "notes", path=":memory:")
+        store.add_documents(["Paris is the capital of France."], ids=["paris"])
+        result = store.search("where is the Louvre?", k=3)
+        print(result.reasoning, result.hits[0].id)
+        ```
 
     Args:
         embeddings: The model that embeds documents and queries.
         collection_name: Qdrant collection to use (created if missing).
         path: Local-mode folder, or ``":memory:"``. Default (no url either): ``QDRANT_URL`` if
-            set, else :func:`default_store_path`.
+            set, else `default_store_path`.
         url, api_key: A Qdrant server (same API as local mode).
         client: An existing ``QdrantClient`` (the store does not close it).
         model_name: Recorded in a new collection's metadata (default: the model's path or Hub
-            id); :func:`collection_model` reads it back.
+            id); `collection_model` reads it back.
     """
 
     def __init__(

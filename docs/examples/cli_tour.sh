@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The search-r3 command line on a few files: index, search, JSON output, evaluation.
-# Run:  bash docs/examples/cli_tour.sh   (offline, on the shipped search-r3-smollm2-135m;
-#       SEARCH_R3_MODEL=ytgui/Search-R3.0-Small for the Hub model, or any search-r3 folder)
+# Run:  bash docs/examples/cli_tour.sh
+#       Offline by default, on the shipped search-r3-smollm2-135m.
+#       SEARCH_R3_MODEL=ytgui/Search-R3.0-Small: the Hub model (or a search-r3 folder).
 set -euo pipefail
 export SEARCH_R3_MODEL="${SEARCH_R3_MODEL:-search-r3-smollm2-135m}"
 store="$(mktemp -d)"   # a store of its own, so the tour leaves your default store alone

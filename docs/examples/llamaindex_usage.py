@@ -1,8 +1,8 @@
 """search-r3 in LlamaIndex: an embedding model, a Qdrant-backed index, a retriever with reasoning.
 
 Run:  python docs/examples/llamaindex_usage.py
-      (offline, on the shipped search-r3-smollm2-135m; SEARCH_R3_MODEL=ytgui/Search-R3.0-Small
-      for the Hub model, or any search-r3 folder)
+      Offline by default, on the shipped search-r3-smollm2-135m.
+      SEARCH_R3_MODEL=ytgui/Search-R3.0-Small: the Hub model (or a search-r3 folder).
 Needs:  pip install -e integrations/llama-index llama-index-vector-stores-qdrant
 """
 

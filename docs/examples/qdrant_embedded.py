@@ -1,8 +1,8 @@
 """Index documents into Qdrant's embedded (local) mode and search them with reasoning.
 
 Run:  python docs/examples/qdrant_embedded.py
-      (offline, on the shipped search-r3-smollm2-135m; SEARCH_R3_MODEL=ytgui/Search-R3.0-Small
-      for the Hub model, or any search-r3 folder)
+      Offline by default, on the shipped search-r3-smollm2-135m.
+      SEARCH_R3_MODEL=ytgui/Search-R3.0-Small: the Hub model (or a search-r3 folder).
 """
 
 import os

@@ -2,8 +2,8 @@
 
 Run a server first, e.g.  docker run -p 6333:6333 qdrant/qdrant
 Then:  QDRANT_URL=http://localhost:6333 python docs/examples/qdrant_server.py
-Model: the shipped search-r3-smollm2-135m (offline); SEARCH_R3_MODEL=ytgui/Search-R3.0-Small for the
-        Hub model, or any search-r3 folder.
+       Model: the shipped search-r3-smollm2-135m (offline) by default.
+       SEARCH_R3_MODEL=ytgui/Search-R3.0-Small: the Hub model (or a search-r3 folder).
 
 Without QDRANT_URL this script falls back to an in-process store, so it runs anywhere; the
 sharding and replication settings only take effect on a real (distributed) Qdrant deployment.

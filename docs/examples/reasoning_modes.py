@@ -1,8 +1,8 @@
 """Reasoning on, off, or on a budget; greedy results are reproducible, sampling is an option.
 
 Run:  python docs/examples/reasoning_modes.py
-      (offline, on the shipped search-r3-smollm2-135m; SEARCH_R3_MODEL=ytgui/Search-R3.0-Small
-      for the Hub model, or any search-r3 folder)
+      Offline by default, on the shipped search-r3-smollm2-135m.
+      SEARCH_R3_MODEL=ytgui/Search-R3.0-Small: the Hub model (or a search-r3 folder).
 """
 
 import os

@@ -1,8 +1,8 @@
 """search-r3 as a sentence-transformers model: encode_query reasons, encode_document does not.
 
 Run:  python docs/examples/sentence_transformers_usage.py
-      (offline, on the shipped search-r3-smollm2-135m; SEARCH_R3_MODEL=ytgui/Search-R3.0-Small
-      for the Hub model, or any search-r3 folder)
+      Offline by default, on the shipped search-r3-smollm2-135m.
+      SEARCH_R3_MODEL=ytgui/Search-R3.0-Small: the Hub model (or a search-r3 folder).
 """
 
 import os

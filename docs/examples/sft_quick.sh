@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Stage 1 in miniature: write training data, fine-tune for two steps, load the result.
-# Run:  bash docs/examples/sft_quick.sh   (offline, from the shipped search-r3-smollm2-135m;
-#       SEARCH_R3_MODEL=path/to/a/search-r3-folder to start from another model, e.g. one made by
-#       `search-r3 init` from a Hub model)
+# Run:  bash docs/examples/sft_quick.sh
+#       Offline by default, starting from the shipped search-r3-smollm2-135m.
+#       SEARCH_R3_MODEL=path/to/folder: start from another search-r3 model folder
+#       (e.g. one made by `search-r3 init` from a Hub model).
 set -euo pipefail
 examples="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # Training reads a folder: the shipped model's short name resolves to its cached folder (built once).
