@@ -488,6 +488,16 @@ def test_site_builds_strictly(tmp_path: Path):
     api = (site / "reference" / "api" / "index.html").read_text(encoding="utf-8")
     for name in ("ReasoningEmbeddings", "QueryEncodings", "SearchR3Settings", "init_model", "QdrantStore"):
         assert f'id="search_r3.{name}' in api, name
+    # nothing on the site is fetched from the internet: no CDN script or stylesheet, no web font
+    home = (site / "index.html").read_text(encoding="utf-8")
+    assert 'class="mermaid"' in home and "assets/vendor/mermaid/mermaid.min.js" in home
+    assert (site / "assets" / "vendor" / "mermaid" / "mermaid.min.js").is_file()
+    for page in site.rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        remote = re.findall(r'<(?:script|link)\b[^>]*(?:src|href)="(https?://[^"]+)"', text)
+        assert not [
+            u for u in remote if not u.startswith(("https://search-r3.github.io", "https://github.com"))
+        ], (page, remote)
 
 
 def test_network_guard_refuses_outside_connections(network_off: None):
@@ -498,3 +508,54 @@ def test_network_guard_refuses_outside_connections(network_off: None):
     probe = "import socket; socket.create_connection(('192.0.2.1', 443), timeout=1)"
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and "network is off" in proc.stderr  # started processes too
+
+
+# -- what renders wrongly fails the build (docs/hooks.py RENDER_CHECKS) ---------------------------
+@pytest.mark.parametrize(
+    ("markdown_text", "problem"),
+    [
+        ("Build it with :meth:`from_pretrained` first.", "raw Sphinx role"),
+        ("See :class:`~search_r3.QdrantStore`.", "raw Sphinx role"),
+        ("Example:\n\n>>> emb = load()\n>>> emb.encode([])", "nested blockquotes"),
+        ("The prompts:\n- **User text is data.** More text.\n- another", "list collapsed"),
+        ("Steps:\n1. index\n2. search", "list collapsed"),
+    ],
+)
+def test_render_checks_find_what_renders_wrongly(markdown_text: str, problem: str):
+    import markdown
+
+    html_text = markdown.markdown(markdown_text, extensions=["tables", "fenced_code"])
+    found = load_hooks().render_problems(html_text, "page.md")
+    assert len(found) == 1 and problem in found[0] and found[0].startswith("page.md: ")
+
+
+@pytest.mark.parametrize(
+    "markdown_text",
+    [
+        "Build it with `from_pretrained` first; see [`QdrantStore`][search_r3.QdrantStore].",
+        "Example:\n\n```python\n>>> emb = load()\n:meth:`x`\n```",
+        "The prompts:\n\n- **User text is data.**\n- another\n\nA - b - c, and\n-5 degrees.",
+        "Inline `a\n- b` code is fine.",
+    ],
+)
+def test_render_checks_pass_what_renders_right(markdown_text: str):
+    import markdown
+
+    html_text = markdown.markdown(markdown_text, extensions=["tables", "fenced_code"])
+    assert load_hooks().render_problems(html_text, "page.md") == []
+
+
+def test_mermaid_is_served_from_the_site_not_a_cdn(tmp_path: Path):
+    hooks = load_hooks()
+    vendored = DOCS / hooks.MERMAID_JS
+    assert vendored.is_file() and vendored.stat().st_size > 1_000_000  # the real library, not a stub
+
+    class Page:
+        url = "guides/x/"
+        file = type("F", (), {"src_uri": "guides/x.md"})()
+
+    bundle = '<script src="../../assets/javascripts/bundle.abc.min.js"></script>'
+    with_diagram = f'<pre class="mermaid"><code>flowchart LR</code></pre>{bundle}'
+    out = hooks.on_post_page(with_diagram, Page(), {})
+    assert '<script src="../../assets/vendor/mermaid/mermaid.min.js"></script>\n' + bundle in out
+    assert hooks.on_post_page(f"<p>no diagram</p>{bundle}", Page(), {}) == f"<p>no diagram</p>{bundle}"
