@@ -559,3 +559,26 @@ def test_mermaid_is_served_from_the_site_not_a_cdn(tmp_path: Path):
     out = hooks.on_post_page(with_diagram, Page(), {})
     assert '<script src="../../assets/vendor/mermaid/mermaid.min.js"></script>\n' + bundle in out
     assert hooks.on_post_page(f"<p>no diagram</p>{bundle}", Page(), {}) == f"<p>no diagram</p>{bundle}"
+
+
+# -- plots (docs/plots/make_plots.py) -----------------------------------------------------------
+def test_plots_are_drawn_from_the_recorded_tables_and_committed_up_to_date(tmp_path: Path):
+    pytest.importorskip("matplotlib", reason="the docs extras are not installed: pip install -e '.[docs]'")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_plots", DOCS / "plots" / "make_plots.py")
+    plots = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plots)
+    written = plots.main(["--out", str(tmp_path)])
+    assert sorted(p.name for p in written) == sorted(plots.PLOTS)
+    figures = (DOCS / "figures.md").read_text(encoding="utf-8")
+    for path in written:
+        committed = DOCS / "plots" / path.name
+        assert committed.read_bytes() == path.read_bytes(), f"{path.name}: run docs/plots/make_plots.py"
+        assert f"(plots/{path.name})" in figures and f"`{path.name}`" in figures  # shown, with its command
+    # the numbers come from the tables: a value of the model card's table is in its plot
+    rows = plots.read_table("docs/model-card.md", "system", after="## Results on Cranfield")
+    svg = (tmp_path / "model-card-systems.svg").read_text(encoding="utf-8")
+    assert f"{plots.number(rows[0]['nDCG@10']):.3f}" in svg
+    with pytest.raises(plots.TableNotFound):
+        plots.read_table("docs/model-card.md", "no such column")
