@@ -40,7 +40,7 @@ documents = [
 ]
 
 # 1. An Embeddings object: embed_query reasons first, embed_documents does not.
-#    model_name=..., model_kwargs={"device": "cpu"}, encode_kwargs=... work as in HuggingFaceEmbeddings.
+#    HuggingFaceEmbeddings' keywords work too: model_name=..., model_kwargs={"device": "cpu"}.
 embeddings = SearchR3Embeddings(model=MODEL, max_reasoning_tokens=64)
 reasoned = embeddings.encode_query(QUESTION)  # one generation: the vector and its reasoning text
 query_vector = reasoned.embeddings[0]  # what embed_query(QUESTION) returns
