@@ -103,7 +103,8 @@ class SearchR3Embeddings(BaseModel, Embeddings):
             data["model"] = name
         check_keys("encode_kwargs", data.get("encode_kwargs") or {}, DOCUMENT_ENCODE_KEYS)
         check_keys("query_encode_kwargs", data.get("query_encode_kwargs") or {}, QUERY_ENCODE_KEYS)
-        loader_kwargs(data.get("model_kwargs") or {}, device=data.get("device"), dtype=data.get("dtype"))
+        explicit = ("device", "dtype", "max_reasoning_tokens", "batch_size")
+        loader_kwargs(data.get("model_kwargs") or {}, **{k: data.get(k) for k in explicit})
         super().__init__(**data)
 
     @model_validator(mode="after")
@@ -123,8 +124,10 @@ class SearchR3Embeddings(BaseModel, Embeddings):
                 device=self.device,
                 dtype=self.dtype,
                 max_reasoning_tokens=self.max_reasoning_tokens,
-                batch_size=self.batch_size,
+                # the default batch size yields to a batch_size in model_kwargs; one given twice is an error
+                batch_size=self.batch_size if "batch_size" in self.model_fields_set else None,
             )
+            load.setdefault("batch_size", self.batch_size)
             self.device, self.dtype = load.get("device"), load.get("dtype")
             self._client = ReasoningEmbeddings.from_pretrained(self.model, **load)
         return self

@@ -34,6 +34,16 @@ def test_model_kwargs_dtype_and_loader_options(tiny_llama_dir: Path) -> None:
     )
     assert str(next(emb.client.model.parameters()).dtype) == "torch.bfloat16"
     assert emb.dtype == "bfloat16" and emb.client.max_length == 64
+    assert emb.client.batch_size == DEFAULT_BATCH_SIZE
+    in_kwargs = SearchR3Embeddings(model=emb.client, model_kwargs={})  # a loaded model: used as is
+    assert in_kwargs.client is emb.client
+
+
+def test_batch_size_in_model_kwargs(tiny_llama_dir: Path) -> None:
+    emb = SearchR3Embeddings(model=str(tiny_llama_dir), model_kwargs={"device": "cpu", "batch_size": 4})
+    assert emb.client.batch_size == 4
+    with pytest.raises(InvalidInputError, match="batch_size is given twice"):
+        SearchR3Embeddings(model=str(tiny_llama_dir), batch_size=8, model_kwargs={"batch_size": 4})
 
 
 @pytest.mark.parametrize(
