@@ -67,7 +67,7 @@ class SamplingOptions:
 
 @dataclass
 class DecodedBatch:
-    """Result of `reason_and_embed` for one batch, in input order."""
+    """Result of :func:`reason_and_embed` for one batch, in input order."""
 
     embeddings: torch.Tensor  # (n, dim) float32
     generated_ids: list[list[int]]  # reasoning ids as generated, the embed token included if emitted
