@@ -1,30 +1,28 @@
 """A sentence-transformers (6.x) input module that runs a search-r3 model.
 
-The module wraps a `ReasoningEmbeddings` and calls the very same code
+The module wraps a :class:`~search_r3.model.ReasoningEmbeddings` and calls the very same code
 (``PromptBuilder`` for the prompts, ``embed_prompt_ids`` / ``reason_prompt_ids`` for the vectors),
 so ``SentenceTransformer.encode_query`` and ``ReasoningEmbeddings.encode_queries`` give the same
 vectors. ``encode_query`` reasons first; ``encode_document`` embeds in one forward pass.
 
-Loading:
+Loading::
 
-```python
-from sentence_transformers import SentenceTransformer
-# a folder saved by SentenceTransformer.save, or one given write_sentence_transformers_files()
-model = SentenceTransformer("path/to/search-r3-model", trust_remote_code=True)
-# or, without the flag (public API only; works on any search-r3 folder):
-from search_r3.st_module import load_sentence_transformer
-model = load_sentence_transformer("path/to/search-r3-model")
+    from sentence_transformers import SentenceTransformer
+    # a folder saved by SentenceTransformer.save, or one given write_sentence_transformers_files()
+    model = SentenceTransformer("path/to/search-r3-model", trust_remote_code=True)
+    # or, without the flag (public API only; works on any search-r3 folder):
+    from search_r3.st_module import load_sentence_transformer
+    model = load_sentence_transformer("path/to/search-r3-model")
 
-q = model.encode_query(["why is the sky blue?"], max_reasoning_tokens=64)
-d = model.encode_document(["Rayleigh scattering ..."])
-print(model[0].last_reasoning)
-```
+    q = model.encode_query(["why is the sky blue?"], max_reasoning_tokens=64)
+    d = model.encode_document(["Rayleigh scattering ..."])
+    print(model[0].last_reasoning)
 
 Why a flag: since sentence-transformers 6.0 any module class outside the ``sentence_transformers``
 package (ours lives in ``search_r3``) is only imported from ``modules.json`` with
 ``trust_remote_code=True``, even from a local folder. Nothing is downloaded or executed from the
 model folder itself: the class comes from the installed ``search_r3`` package. The helper
-`load_sentence_transformer` avoids the flag by building the module itself and handing it to
+:func:`load_sentence_transformer` avoids the flag by building the module itself and handing it to
 ``SentenceTransformer(modules=[...])``.
 """
 
