@@ -124,7 +124,7 @@ def make_random_adapter(base: Path, out: Path, seed: int, r: int, tokens: bool) 
 
 @pytest.fixture(scope="session")
 def random_adapter() -> Callable[..., Path]:
-    """:func:`make_random_adapter`, for tests in any folder."""
+    """`make_random_adapter`, for tests in any folder."""
     return make_random_adapter
 
 

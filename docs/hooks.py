@@ -13,6 +13,13 @@
 * Optional result pages (``OPTIONAL_PAGES``) are added to the navigation when they exist, so the
   strict build never refers to a missing page; any other page missing from the nav goes under
   "More", so no page is unreachable.
+* Mermaid is served from the site itself (``MERMAID_JS``, vendored from the npm package), added
+  only to pages that have a diagram, so diagrams render without internet; Material would
+  otherwise load it from a CDN.
+* Every rendered page is checked for what renders wrongly without failing the strict build on
+  its own (``RENDER_CHECKS``): raw Sphinx roles (``:meth:`x```), ``>>>`` examples turned into
+  nested blockquotes, and a list that collapsed into the paragraph before it (no blank line).
+  Any finding fails the build, with the page and the offending text.
 """
 
 from __future__ import annotations
@@ -26,6 +33,9 @@ import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from mkdocs.exceptions import PluginError
+from mkdocs.utils import get_relative_url
 
 #: Pages that runs write when they have measured something: (nav section, title, file).
 OPTIONAL_PAGES = [
@@ -41,6 +51,31 @@ HEADING = re.compile(r"^(#{1,6})\s+(.*)$")
 MD_LINK = re.compile(r"(\]\()([^)\s]+)(\))")
 
 _cache: dict[str, str] = {}
+
+#: Mermaid, vendored from npm (``npm pack mermaid@11.12.2``; see its README.md there).
+MERMAID_JS = "assets/vendor/mermaid/mermaid.min.js"
+MATERIAL_BUNDLE = re.compile(r'<script src="[^"]*assets/javascripts/bundle\.[^"]*"')
+
+#: (name, pattern over a page's HTML with code blocks removed, how to fix it).
+RENDER_CHECKS = [
+    (
+        "raw Sphinx role",
+        re.compile(r":(?:meth|class|func|mod|attr|data|exc|obj|ref|doc):(?:<code>|`)"),
+        "write `name` or a mkdocstrings cross-reference [`name`][full.path]",
+    ),
+    (
+        "'>>>' example rendered as nested blockquotes",
+        re.compile(r"<blockquote>\s*<blockquote>|<p>&gt;&gt;&gt; "),
+        "write the example as a fenced ```python block",
+    ),
+    (
+        "list collapsed into the paragraph before it",
+        re.compile(r"<p>(?:(?!</p>).)*?\n(?:[-*+]|\d+\.) (?:<strong>|<code>|\w)", re.S),
+        "leave a blank line before the list",
+    ),
+]
+CODE_BLOCKS = re.compile(r"<pre\b.*?</pre>|<code\b.*?</code>", re.S)
+_render_problems: list[str] = []
 
 
 # -- mkdocs events ------------------------------------------------------------------------------
@@ -89,6 +124,41 @@ def _title_of(path: Path) -> str:
         if line.startswith("# "):
             return line[2:].strip()
     return path.stem.replace("-", " ").capitalize()
+
+
+def on_pre_build(config: Any) -> None:
+    _render_problems.clear()
+
+
+def on_post_page(output: str, page: Any, config: Any) -> str:
+    """Serve Mermaid locally on pages with a diagram; record what rendered wrongly."""
+    _render_problems.extend(render_problems(output, page.file.src_uri))
+    if 'class="mermaid"' in output:
+        tag = f'<script src="{get_relative_url(MERMAID_JS, page.url)}"></script>\n'
+        match = MATERIAL_BUNDLE.search(output)
+        if match is None:
+            raise PluginError("hooks.py: Material's bundle script not found; cannot add Mermaid before it.")
+        output = output[: match.start()] + tag + output[match.start() :]
+    return output
+
+
+def on_post_build(config: Any) -> None:
+    if _render_problems:
+        listing = "\n  ".join(_render_problems)
+        raise PluginError(f"{len(_render_problems)} rendering problem(s):\n  {listing}")
+
+
+def render_problems(html_text: str, where: str) -> list[str]:
+    """What in a rendered page shows wrongly (see ``RENDER_CHECKS``), one line per finding."""
+    text = CODE_BLOCKS.sub(lambda m: "<code></code>" if m.group(0).startswith("<code") else "", html_text)
+    # The API reference renders docstrings: a role shows up as ":meth:" followed by a code span.
+    text = text.replace("<code></code>", "`")
+    found = []
+    for name, pattern, fix in RENDER_CHECKS:
+        for match in pattern.finditer(text):
+            snippet = re.sub(r"<[^>]+>", "", match.group(0))[-80:].replace("\n", " ").strip()
+            found.append(f"{where}: {name} near {snippet!r}: {fix}")
+    return found
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:

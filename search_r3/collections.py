@@ -1,6 +1,6 @@
 """Retrieval test collections: a corpus, queries and graded relevance judgements.
 
-Three on-disk layouts load into one :class:`Collection`:
+Three on-disk layouts load into one `Collection`:
 
 * **BEIR**: a folder with ``corpus.jsonl`` (``_id``, ``title``, ``text``), ``queries.jsonl``
   (``_id``, ``text``) and ``qrels/<split>.tsv`` (``query-id``, ``corpus-id``, ``score``).

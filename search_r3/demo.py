@@ -1,7 +1,7 @@
 """The demo: a small corpus, a few example queries, and the model they run on.
 
-``search-r3 demo`` indexes :func:`demo_documents` into the default embedded store (collection
-``demo``) and runs :func:`demo_queries`, printing each query's reasoning and its hits.
+``search-r3 demo`` indexes `demo_documents` into the default embedded store (collection
+``demo``) and runs `demo_queries`, printing each query's reasoning and its hits.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def run_demo_queries(
     max_reasoning_tokens: int | None = None,
     reasoning: bool | None = None,
 ) -> list[tuple[str, SearchResult]]:
-    """Search each query (default: :func:`demo_queries`) and return the results in order."""
+    """Search each query (default: `demo_queries`) and return the results in order."""
     return [
         (q, store.search(q, k=k, reasoning=reasoning, max_reasoning_tokens=max_reasoning_tokens))
         for q in (queries or demo_queries())

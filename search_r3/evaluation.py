@@ -2,8 +2,8 @@
 
 Metrics come from ``ir-measures`` (pytrec_eval underneath), so figures agree with what other IR
 toolkits report. Runs are plain ``{query_id: {doc_id: score}}`` dicts. Every system's rows are
-built by one function each (:func:`search_r3_rows`, :func:`sentence_transformer_row`,
-:func:`bm25_row`), so several models can share one table; :func:`evaluate_model` is the usual
+built by one function each (`search_r3_rows`, `sentence_transformer_row`,
+`bm25_row`), so several models can share one table; `evaluate_model` is the usual
 one-model table.
 """
 
@@ -136,7 +136,7 @@ def dense_run(
     Args:
         reasoning: Reason before embedding each query.
         doc_vectors: Vectors of the non-empty documents in corpus order (from
-            :func:`encode_corpus`), to encode the corpus only once across runs.
+            `encode_corpus`), to encode the corpus only once across runs.
     """
     doc_ids, _ = indexable_documents(collection)
     if doc_vectors is None:
@@ -162,7 +162,7 @@ def sentence_transformer_run(
     """Rank the corpus with a ``sentence_transformers.SentenceTransformer`` (a baseline).
 
     Documents go through ``encode_document`` and queries through ``encode_query`` (so models with
-    query/document prompts use them), both normalised, and are ranked like :func:`dense_run`.
+    query/document prompts use them), both normalised, and are ranked like `dense_run`.
 
     Returns:
         The run, the seconds spent encoding the corpus, and the seconds spent on the queries.
@@ -332,7 +332,7 @@ def sentence_transformer_row(
     show_progress_bar: bool | None = None,
     keep_runs: bool = False,
 ) -> EvalRow:
-    """A ``sentence-transformers: LABEL`` baseline row (see :func:`sentence_transformer_run`)."""
+    """A ``sentence-transformers: LABEL`` baseline row (see `sentence_transformer_run`)."""
     queries = judged_only(collection)
     run, corpus_seconds, seconds = sentence_transformer_run(
         model, queries, k=k, show_progress_bar=show_progress_bar
@@ -495,7 +495,7 @@ def cached_corpus_vectors(
     cache_dir: str | Path | None = None,
     show_progress_bar: bool | None = None,
 ) -> tuple[list[str], np.ndarray]:
-    """:func:`encode_corpus`, reusing a ``.npy`` file in ``cache_dir`` made for the same model and texts.
+    """`encode_corpus`, reusing a ``.npy`` file in ``cache_dir`` made for the same model and texts.
 
     The file name is a hash of the model (path or Hub id, dtype, maximum length, prompt settings)
     and the document texts, so a changed model or corpus never reads stale vectors.
@@ -583,7 +583,7 @@ def store_rows(
 
     The corpus is encoded once (or read from ``doc_cache``) and each query is encoded once per
     reasoning mode; every dense, sparse and hybrid setup is then ranked from those encodings by
-    the same Query API calls :meth:`QdrantStore.search` makes. A sparse setup without expansion
+    the same Query API calls `QdrantStore.search` makes. A sparse setup without expansion
     does not depend on reasoning, so it appears once (with the last reasoning mode).
     """
     if not reasoning_modes or not setups:

@@ -1,8 +1,8 @@
 """Reading a search-r3 model folder (or Hub id) into a transformers model and tokenizer.
 
-One place for the loading half of the model lifecycle (:mod:`search_r3.saving` is the writing
+One place for the loading half of the model lifecycle (`search_r3.saving` is the writing
 half); ``ReasoningEmbeddings``, the sentence-transformers module and the shipped-model builder
-all load through :func:`load_model_and_tokenizer`, and nothing here imports them back.
+all load through `load_model_and_tokenizer`, and nothing here imports them back.
 
 Loading runs no code from the folder (``trust_remote_code=False``) and reads weights from
 safetensors only. A folder holding a LoRA adapter (``adapter_config.json``) is merged onto its

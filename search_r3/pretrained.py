@@ -1,13 +1,15 @@
 """Models trained by this project and shipped inside the package, loadable by a short name.
 
 A shipped model is a small LoRA adapter (``search_r3/models/<name>/``) over a base that works
-offline (:mod:`search_r3.offline_models`). On first use the base is imported, turned into an
+offline (`search_r3.offline_models`). On first use the base is imported, turned into an
 untrained search-r3 folder, the adapter is merged onto it, and the result is cached under the
 search-r3 cache folder (keyed by the adapter's hash, so a new adapter makes a new folder).
-Afterwards the name loads like any local folder::
+Afterwards the name loads like any local folder:
 
-    ReasoningEmbeddings.from_pretrained("search-r3-smollm2-135m")
-    load_sentence_transformer("search-r3-smollm2-135m")
+```python
+ReasoningEmbeddings.from_pretrained("search-r3-smollm2-135m")
+load_sentence_transformer("search-r3-smollm2-135m")
+```
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ class PretrainedModel:
 
     Attributes:
         name: The short name users pass to ``from_pretrained``.
-        base: Name of its base in :data:`search_r3.offline_models.OFFLINE_MODELS`.
+        base: Name of its base in `search_r3.offline_models.OFFLINE_MODELS`.
         description: One line for listings and errors.
         adapter: Folder of the adapter when it is not shipped inside the package.
     """
@@ -90,7 +92,7 @@ def pretrained_model_path(name: str, build: bool = True) -> Path:
     """Cached, merged search-r3 folder of the shipped model ``name``, made on first use.
 
     Args:
-        name: A key of :data:`PRETRAINED_MODELS`.
+        name: A key of `PRETRAINED_MODELS`.
         build: Make the folder if it is missing (about a minute once: base import, merge).
 
     Raises:

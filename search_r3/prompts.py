@@ -30,7 +30,7 @@ CHARS_PER_TOKEN = 32
 
 
 def embed_token_id(tokenizer: Any, embed_token: str) -> int:
-    """Id of the embed token, or a :class:`MissingEmbedTokenError` that names the fix."""
+    """Id of the embed token, or a `MissingEmbedTokenError` that names the fix."""
     vocab = tokenizer.get_vocab()
     if embed_token not in vocab:
         name = getattr(tokenizer, "name_or_path", "") or "this tokenizer"

@@ -29,6 +29,12 @@ DEFAULT_REASONING_INSTRUCTION = (
 )
 DEFAULT_CLOSING_TEXT = "The embedding is "
 
+#: Texts per forward pass (documents) or per generation batch (queries) wherever search-r3 batches
+#: and the caller gives no ``batch_size``: the core, the CLI, the store and the LangChain and
+#: LlamaIndex adapters all default to this one value. Padded tokens per pass are bounded as well
+#: (``max_batch_tokens``), so a big batch of long texts does not run slower on a CPU.
+DEFAULT_BATCH_SIZE = 16
+
 
 def check_count(name: str, value: Any, minimum: int = 0) -> int:
     """``value`` as an int if it is a whole number >= ``minimum``; else an ``InvalidInputError``.

@@ -72,7 +72,7 @@ class Bm25Settings:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Bm25Settings:
-        """Settings recorded by :meth:`to_dict` (unknown keys ignored, missing ones default)."""
+        """Settings recorded by `to_dict` (unknown keys ignored, missing ones default)."""
         known = {name: data[name] for name in ("k", "b", "avg_len", "language") if name in data}
         return cls(**known)
 

@@ -72,7 +72,7 @@ class SearchR3Module(InputModule):
         max_reasoning_tokens: Default reasoning budget (default: the model's setting).
         default_task: What plain ``encode`` (no task) does: ``"document"`` (one forward pass,
             the default) or ``"query"``.
-        log_size: How many query texts :attr:`reasoning_log` remembers.
+        log_size: How many query texts `reasoning_log` remembers.
 
     The module is for inference (``encode``); fine-tuning goes through ``search-r3-train``,
     which calls the same core functions with gradients on.
@@ -80,7 +80,7 @@ class SearchR3Module(InputModule):
     Attributes:
         last_reasoning: Reasoning texts of the most recent reasoning batch, in that batch's order.
         last_forced: For the same rows, whether the budget ran out before the embed token.
-        reasoning_log: ``query text -> reasoning`` of recent queries (see :func:`encode_queries`).
+        reasoning_log: ``query text -> reasoning`` of recent queries (see `encode_queries`).
     """
 
     config_file_name = ST_CONFIG_FILE  # never config.json: that is the LLM's own config
@@ -332,7 +332,7 @@ def _warn_foreign_modules(folder: str) -> None:
 def to_sentence_transformer(
     embeddings: ReasoningEmbeddings, *, device: str | None = None, **module_kwargs: Any
 ) -> Any:
-    """Wrap an already loaded :class:`ReasoningEmbeddings` (shared weights, no copy)."""
+    """Wrap an already loaded `ReasoningEmbeddings` (shared weights, no copy)."""
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(
@@ -344,7 +344,7 @@ def encode_queries(model: Any, queries: Sequence[str], **encode_kwargs: Any) -> 
     """``model.encode_query`` plus the reasoning of each query, in input order.
 
     Args:
-        model: A ``SentenceTransformer`` whose first module is :class:`SearchR3Module`.
+        model: A ``SentenceTransformer`` whose first module is `SearchR3Module`.
         **encode_kwargs: Passed to ``encode_query`` (``reasoning``, ``max_reasoning_tokens``,
             ``batch_size``, ...).
     """

@@ -61,7 +61,7 @@ SPARSE_VECTOR = "bm25"
 #: Key of the BM25 settings inside a hybrid collection's ``search_r3`` metadata.
 METADATA_SPARSE_KEY = "sparse"
 
-#: Search modes and fusion methods of :meth:`QdrantStore.search`.
+#: Search modes and fusion methods of `QdrantStore.search`.
 MODES = ("hybrid", "dense", "sparse")
 FUSIONS = ("rrf", "dbsf")
 
@@ -107,7 +107,7 @@ class DenseOnlyCollectionError(StoreError, ValueError):
 
 @dataclass(frozen=True)
 class HybridSettings:
-    """How :meth:`QdrantStore.search` builds its sparse query and fuses the two rankings.
+    """How `QdrantStore.search` builds its sparse query and fuses the two rankings.
 
     The defaults are the settings that measured best (nDCG@10) on Cranfield's dev split (45
     queries) with the shipped model and reasoning on: DBSF with the reasoning's tokens at 0.25;
@@ -208,8 +208,8 @@ def open_client(
     """A Qdrant client: server when ``url`` (or ``QDRANT_URL``), else local mode at ``path``.
 
     ``path=":memory:"`` keeps everything in this process; ``path=None`` without a URL uses
-    :func:`default_store_path`. A local folder locked by another client raises
-    :class:`StoreLockedError`.
+    `default_store_path`. A local folder locked by another client raises
+    `StoreLockedError`.
     """
     from qdrant_client import QdrantClient
 
@@ -368,26 +368,28 @@ class QdrantStore:
     """Documents embedded by a search-r3 model, in a Qdrant collection.
 
     Example:
-        >>> store = QdrantStore(embeddings, "notes", path=":memory:")
-        >>> store.add_documents(["Paris is the capital of France."], ids=["paris"])
-        >>> result = store.search("where is the Louvre?", k=3)
-        >>> print(result.reasoning, result.hits[0].id)
+        ```python
+        store = QdrantStore(embeddings, "notes", path=":memory:")
+        store.add_documents(["Paris is the capital of France."], ids=["paris"])
+        result = store.search("where is the Louvre?", k=3)
+        print(result.reasoning, result.hits[0].id)
+        ```
 
     Args:
         embeddings: The model that embeds documents and queries.
         collection_name: Qdrant collection to use (created if missing).
         path: Local-mode folder, or ``":memory:"``. Default (no url either): ``QDRANT_URL`` if
-            set, else :func:`default_store_path`.
+            set, else `default_store_path`.
         url, api_key: A Qdrant server (same API as local mode).
         client: An existing ``QdrantClient`` (the store does not close it).
         model_name: Recorded in a new collection's metadata (default: the model's path or Hub
-            id); :func:`collection_model` reads it back.
+            id); `collection_model` reads it back.
         hybrid: Create a new collection with a dense and a BM25 sparse vector per point (default
             ``True``); ``False`` makes a dense-only collection. An existing collection keeps its
             format (``hybrid=True`` on a dense-only one raises).
         sparse_settings: BM25 parameters for a new hybrid collection (an existing one uses the
             settings recorded when it was created).
-        hybrid_settings: Default fusion and sparse-query settings of :meth:`search`.
+        hybrid_settings: Default fusion and sparse-query settings of `search`.
     """
 
     def __init__(
@@ -872,7 +874,7 @@ class QdrantStore:
         The query is reasoned about (and embedded) once. In ``"hybrid"`` mode one Qdrant Query
         API call ranks the collection by the dense vector and by BM25, and fuses the two
         rankings; with reasoning on, the BM25 query is the query text plus the reasoning text
-        (see :class:`HybridSettings`). ``filter`` applies to both sides.
+        (see `HybridSettings`). ``filter`` applies to both sides.
 
         Example:
             ```python
@@ -950,7 +952,7 @@ class QdrantStore:
 
         ``"hybrid"`` sends two ``Prefetch`` queries (each ``max(settings.prefetch, k)`` deep,
         both filtered) and fuses them with RRF (weighted) or DBSF; ``"sparse"`` ranks by BM25
-        alone; ``"dense"`` is :meth:`search_by_vector`.
+        alone; ``"dense"`` is `search_by_vector`.
         """
         from qdrant_client import models
 

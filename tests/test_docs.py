@@ -80,30 +80,117 @@ def test_every_example_is_checked_and_shown():
 
 
 # -- running the examples -----------------------------------------------------------------------
+#: What the examples load when SEARCH_R3_MODEL is not set: the model shipped in the package.
+SHIPPED_MODEL = "search-r3-smollm2-135m"
+
+# Installed in this process and, as sitecustomize, in every Python an example starts: any
+# connection that leaves the machine fails, so an example that reaches for the network fails.
+NETWORK_GUARD = """
+import socket
+
+_connect = socket.socket.connect
+_LOCAL = ("127.0.0.1", "::1", "localhost")
+
+
+def _guarded(self, address):
+    local = isinstance(address, tuple) and address[0] in _LOCAL
+    if self.family == getattr(socket, "AF_UNIX", None) or local:
+        return _connect(self, address)
+    raise OSError(f"network is off for the docs examples (tried {address!r})")
+
+
+socket.socket.connect = _guarded
+"""
+
+
+def example_model() -> str:
+    """The model the examples ran on (the tiny one in fast runs, the shipped one in slow runs)."""
+    return os.environ.get("SEARCH_R3_MODEL", SHIPPED_MODEL)
+
+
 @pytest.fixture
-def example_env(tiny_llama_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Examples run in an empty folder on the tiny model; the default store is a temporary one."""
+def network_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No connection leaves the machine, in this process and in the Python processes it starts."""
+    import socket
+
+    guard_dir = tmp_path / "network-guard"
+    guard_dir.mkdir()
+    (guard_dir / "sitecustomize.py").write_text(NETWORK_GUARD, encoding="utf-8")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(guard_dir), *sys.path]))
+    namespace: dict[str, Any] = {}
+    exec(NETWORK_GUARD, namespace)  # the guard's own source, written above
+    monkeypatch.setattr(socket.socket, "connect", namespace["_guarded"])
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture
+def example_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, network_off: None) -> Path:
+    """Examples run in an empty folder with the network off; the default store is a temporary one."""
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
-    monkeypatch.setenv("SEARCH_R3_MODEL", str(tiny_llama_dir))
     monkeypatch.setenv("SEARCH_R3_STORE", str(tmp_path / "store"))
     monkeypatch.delenv("QDRANT_URL", raising=False)
     monkeypatch.delenv("QDRANT_API_KEY", raising=False)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("SEARCH_R3_MODEL", raising=False)
     return work
 
 
-@pytest.mark.parametrize("name", [n for n in example_files() if n.endswith(".py")])
-def test_python_example(name: str, example_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch):
+@pytest.fixture
+def tiny_example_env(example_env: Path, tiny_llama_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The fast variant: the documented switch (SEARCH_R3_MODEL) points the examples at the tiny model."""
+    monkeypatch.setenv("SEARCH_R3_MODEL", str(tiny_llama_dir))
+    return example_env
+
+
+def run_python_example(name: str, work: Path, capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
     monkeypatch.setattr(sys, "argv", [str(EXAMPLES / name)])
     namespace = runpy.run_path(str(EXAMPLES / name), run_name="__main__")
     out = capsys.readouterr().out
-    CHECKS[name](namespace, out, example_env)
+    CHECKS[name](namespace, out, work)
+
+
+@pytest.mark.parametrize("name", [n for n in example_files() if n.endswith(".py")])
+def test_python_example(name: str, tiny_example_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch):
+    run_python_example(name, tiny_example_env, capsys, monkeypatch)
+
+
+def uses_a_model(name: str) -> bool:
+    """Examples that load a search-r3 model (the others build their own tiny data and models)."""
+    text = (EXAMPLES / name).read_text(encoding="utf-8")
+    return "SEARCH_R3_MODEL" in text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in example_files() if uses_a_model(n)])
+def test_example_runs_offline_on_the_shipped_model(
+    name: str, example_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+):
+    """As a user runs it: no SEARCH_R3_MODEL, no network; the shipped model is the default."""
+    if name.endswith(".sh"):
+        run_shell_example(name, example_env)
+    else:
+        run_python_example(name, example_env, capsys, monkeypatch)
+
+
+def test_examples_default_to_the_shipped_model_and_document_the_switch():
+    for name in example_files():
+        if not uses_a_model(name):
+            continue
+        text = (EXAMPLES / name).read_text(encoding="utf-8")
+        assert SHIPPED_MODEL in text, f"{name}: the default model is not the shipped one"
+        assert "SEARCH_R3_MODEL=ytgui/Search-R3.0-Small" in text or name == "sft_quick.sh", (
+            f"{name}: the header does not show how to run it on the Hub model"
+        )
 
 
 @pytest.mark.parametrize("name", [n for n in example_files() if n.endswith(".sh")])
-def test_shell_example(name: str, example_env: Path):
+def test_shell_example(name: str, tiny_example_env: Path):
+    run_shell_example(name, tiny_example_env)
+
+
+def run_shell_example(name: str, example_env: Path) -> None:
     bash = shutil.which("bash")
     if bash is None:
         pytest.skip("bash is not available")
@@ -188,7 +275,7 @@ def _sentence_transformers(g: dict[str, Any], out: str, work: Path) -> None:
     assert encoded.embeddings.shape[0] == 2 and len(encoded.reasoning) == 2
     assert all(isinstance(r, str) for r in encoded.reasoning)
     # one implementation: the sentence-transformers vectors are ReasoningEmbeddings' vectors
-    direct = ReasoningEmbeddings.from_pretrained(os.environ["SEARCH_R3_MODEL"], device="cpu")
+    direct = ReasoningEmbeddings.from_pretrained(example_model(), device="cpu")
     np.testing.assert_allclose(direct.encode_documents(docs), g["doc_vectors"], atol=1e-5)
     no_reasoning = direct.encode_queries(["why is the sky blue?"], reasoning=False).embeddings
     np.testing.assert_allclose(no_reasoning, g["fast"], atol=1e-5)
@@ -220,7 +307,10 @@ def _qdrant_server(g: dict[str, Any], out: str, work: Path) -> None:
 def _langchain(g: dict[str, Any], out: str, work: Path) -> None:
     embeddings, reasoned = g["embeddings"], g["reasoned"]
     assert len(g["query_vector"]) == embeddings.embedding_dimension
-    np.testing.assert_allclose(g["query_vector"], reasoned.embeddings[0], atol=1e-5)  # greedy: same vector
+    # greedy: embed_query gives the vector the example took from encode_query (one generation)
+    np.testing.assert_allclose(embeddings.embed_query(g["QUESTION"]), g["query_vector"], atol=1e-5)
+    assert [d.id for d in g["batched"][0]] == [d.id for d in g["hits"]]
+    assert len(g["batched"]) == 2 and len(g["batched"][1]) == 2
     hits = g["hits"]
     assert len(hits) == 2 and hits[0].metadata["score"] >= hits[1].metadata["score"]
     assert all(d.metadata["reasoning"] == reasoned.reasoning[0] for d in hits)
@@ -240,6 +330,8 @@ def _llamaindex(g: dict[str, Any], out: str, work: Path) -> None:
     assert all(n.node.metadata["reasoning"] == expected for n in nodes)
     assert all(isinstance(n.node.metadata["forced"], bool) for n in nodes)
     assert len(g["response"].source_nodes) == 2
+    assert [n.node.node_id for n in g["async_nodes"]] == [n.node.node_id for n in nodes]
+    assert len(g["query_vectors"]) == 2 and len(g["query_vectors"][0]) == g["embed_model"].embedding_dimension
     # the reopened collection answers from the stored vectors: the same best node
     assert out.splitlines()[-1] == f"reopened: {nodes[0].node.get_content()}"
 
@@ -267,7 +359,7 @@ def _sft_quick(g: dict[str, Any], out: str, work: Path) -> None:
     assert re.search(r"trained model loads: \(1, \d+\)", out)
     # two optimiser steps changed the weights: the same document gets another vector
     text = ["Copper tape keeps slugs away."]
-    start = ReasoningEmbeddings.from_pretrained(os.environ["SEARCH_R3_MODEL"], device="cpu")
+    start = ReasoningEmbeddings.from_pretrained(example_model(), device="cpu")
     trained = ReasoningEmbeddings.from_pretrained(work / "runs" / "sft-quick", device="cpu")
     assert trained.embedding_dimension == start.embedding_dimension
     assert not np.allclose(start.encode_documents(text), trained.encode_documents(text), atol=1e-6)
@@ -396,3 +488,97 @@ def test_site_builds_strictly(tmp_path: Path):
     api = (site / "reference" / "api" / "index.html").read_text(encoding="utf-8")
     for name in ("ReasoningEmbeddings", "QueryEncodings", "SearchR3Settings", "init_model", "QdrantStore"):
         assert f'id="search_r3.{name}' in api, name
+    # nothing on the site is fetched from the internet: no CDN script or stylesheet, no web font
+    home = (site / "index.html").read_text(encoding="utf-8")
+    assert 'class="mermaid"' in home and "assets/vendor/mermaid/mermaid.min.js" in home
+    assert (site / "assets" / "vendor" / "mermaid" / "mermaid.min.js").is_file()
+    for page in site.rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        remote = re.findall(r'<(?:script|link)\b[^>]*(?:src|href)="(https?://[^"]+)"', text)
+        assert not [
+            u for u in remote if not u.startswith(("https://search-r3.github.io", "https://github.com"))
+        ], (page, remote)
+
+
+def test_network_guard_refuses_outside_connections(network_off: None):
+    import socket
+
+    with pytest.raises(OSError, match="network is off"):
+        socket.create_connection(("192.0.2.1", 443), timeout=1)
+    probe = "import socket; socket.create_connection(('192.0.2.1', 443), timeout=1)"
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "network is off" in proc.stderr  # started processes too
+
+
+# -- what renders wrongly fails the build (docs/hooks.py RENDER_CHECKS) ---------------------------
+@pytest.mark.parametrize(
+    ("markdown_text", "problem"),
+    [
+        ("Build it with :meth:`from_pretrained` first.", "raw Sphinx role"),
+        ("See :class:`~search_r3.QdrantStore`.", "raw Sphinx role"),
+        ("Example:\n\n>>> emb = load()\n>>> emb.encode([])", "nested blockquotes"),
+        ("The prompts:\n- **User text is data.** More text.\n- another", "list collapsed"),
+        ("Steps:\n1. index\n2. search", "list collapsed"),
+    ],
+)
+def test_render_checks_find_what_renders_wrongly(markdown_text: str, problem: str):
+    import markdown
+
+    html_text = markdown.markdown(markdown_text, extensions=["tables", "fenced_code"])
+    found = load_hooks().render_problems(html_text, "page.md")
+    assert len(found) == 1 and problem in found[0] and found[0].startswith("page.md: ")
+
+
+@pytest.mark.parametrize(
+    "markdown_text",
+    [
+        "Build it with `from_pretrained` first; see [`QdrantStore`][search_r3.QdrantStore].",
+        "Example:\n\n```python\n>>> emb = load()\n:meth:`x`\n```",
+        "The prompts:\n\n- **User text is data.**\n- another\n\nA - b - c, and\n-5 degrees.",
+        "Inline `a\n- b` code is fine.",
+    ],
+)
+def test_render_checks_pass_what_renders_right(markdown_text: str):
+    import markdown
+
+    html_text = markdown.markdown(markdown_text, extensions=["tables", "fenced_code"])
+    assert load_hooks().render_problems(html_text, "page.md") == []
+
+
+def test_mermaid_is_served_from_the_site_not_a_cdn(tmp_path: Path):
+    hooks = load_hooks()
+    vendored = DOCS / hooks.MERMAID_JS
+    assert vendored.is_file() and vendored.stat().st_size > 1_000_000  # the real library, not a stub
+
+    class Page:
+        url = "guides/x/"
+        file = type("F", (), {"src_uri": "guides/x.md"})()
+
+    bundle = '<script src="../../assets/javascripts/bundle.abc.min.js"></script>'
+    with_diagram = f'<pre class="mermaid"><code>flowchart LR</code></pre>{bundle}'
+    out = hooks.on_post_page(with_diagram, Page(), {})
+    assert '<script src="../../assets/vendor/mermaid/mermaid.min.js"></script>\n' + bundle in out
+    assert hooks.on_post_page(f"<p>no diagram</p>{bundle}", Page(), {}) == f"<p>no diagram</p>{bundle}"
+
+
+# -- plots (docs/plots/make_plots.py) -----------------------------------------------------------
+def test_plots_are_drawn_from_the_recorded_tables_and_committed_up_to_date(tmp_path: Path):
+    pytest.importorskip("matplotlib", reason="the docs extras are not installed: pip install -e '.[docs]'")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_plots", DOCS / "plots" / "make_plots.py")
+    plots = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plots)
+    written = plots.main(["--out", str(tmp_path)])
+    assert sorted(p.name for p in written) == sorted(plots.PLOTS)
+    figures = (DOCS / "figures.md").read_text(encoding="utf-8")
+    for path in written:
+        committed = DOCS / "plots" / path.name
+        assert committed.read_bytes() == path.read_bytes(), f"{path.name}: run docs/plots/make_plots.py"
+        assert f"(plots/{path.name})" in figures and f"`{path.name}`" in figures  # shown, with its command
+    # the numbers come from the tables: a value of the model card's table is in its plot
+    rows = plots.read_table("docs/model-card.md", "system", after="## Results on Cranfield")
+    svg = (tmp_path / "model-card-systems.svg").read_text(encoding="utf-8")
+    assert f"{plots.number(rows[0]['nDCG@10']):.3f}" in svg
+    with pytest.raises(plots.TableNotFound):
+        plots.read_table("docs/model-card.md", "no such column")

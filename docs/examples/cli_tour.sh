@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The search-r3 command line on a few files: index, search, JSON output, evaluation.
-# Run:  SEARCH_R3_MODEL=path/or/hub-id bash docs/examples/cli_tour.sh
+# Run:  bash docs/examples/cli_tour.sh
+#       Offline by default, on the shipped search-r3-smollm2-135m.
+#       SEARCH_R3_MODEL=ytgui/Search-R3.0-Small: the Hub model (or a search-r3 folder).
 set -euo pipefail
-export SEARCH_R3_MODEL="${SEARCH_R3_MODEL:-ytgui/Search-R3.0-Small}"
+export SEARCH_R3_MODEL="${SEARCH_R3_MODEL:-search-r3-smollm2-135m}"
 store="$(mktemp -d)"   # a store of its own, so the tour leaves your default store alone
 
 # 1. Some notes to search: markdown files and a JSON-lines file with metadata.

@@ -1,6 +1,8 @@
 """search-r3 in LangChain: an Embeddings object, a retriever with reasoning, a RAG chain.
 
-Run:  SEARCH_R3_MODEL=path/or/hub-id python docs/examples/langchain_usage.py
+Run:  python docs/examples/langchain_usage.py
+      Offline by default, on the shipped search-r3-smollm2-135m.
+      SEARCH_R3_MODEL=ytgui/Search-R3.0-Small: the Hub model (or a search-r3 folder).
 Needs:  pip install -e integrations/langchain langchain-qdrant
 """
 
@@ -16,7 +18,7 @@ from qdrant_client import QdrantClient, models
 
 from langchain_search_r3 import SearchR3Embeddings, SearchR3Retriever
 
-MODEL = os.environ.get("SEARCH_R3_MODEL", "ytgui/Search-R3.0-Small")
+MODEL = os.environ.get("SEARCH_R3_MODEL", "search-r3-smollm2-135m")  # shipped: runs offline
 QUESTION = "Where can I see famous paintings in France?"
 
 documents = [
@@ -38,9 +40,10 @@ documents = [
 ]
 
 # 1. An Embeddings object: embed_query reasons first, embed_documents does not.
+#    HuggingFaceEmbeddings' keywords work too: model_name=..., model_kwargs={"device": "cpu"}.
 embeddings = SearchR3Embeddings(model=MODEL, max_reasoning_tokens=64)
-query_vector = embeddings.embed_query(QUESTION)
-reasoned = embeddings.encode_query(QUESTION)  # the same vector, with the reasoning text
+reasoned = embeddings.encode_query(QUESTION)  # one generation: the vector and its reasoning text
+query_vector = reasoned.embeddings[0]  # what embed_query(QUESTION) returns
 print("reasoning:", reasoned.reasoning[0])
 
 # 2. The retriever: searches search-r3's Qdrant store (":memory:" here; path=... or url=... to keep
@@ -52,6 +55,8 @@ hits = retriever.invoke(QUESTION)
 for doc in hits:
     print(f"{doc.metadata['score']:.3f}  {doc.id:<7} {doc.page_content}")
 museums_only = retriever.invoke(QUESTION, k=3, filter={"source": "museums.md"})  # per-call overrides
+# Several queries: batch (and abatch) reason about all of them in one batched generation.
+batched = retriever.batch([QUESTION, "Which river flows through Paris?"])
 
 # 3. Any LangChain vector store takes the same Embeddings. For langchain-qdrant, create the collection
 #    from the model's dimension so it never embeds a probe text to learn the size.

@@ -1,9 +1,12 @@
 """search-r3 in LlamaIndex: an embedding model, a Qdrant-backed index, a retriever with reasoning.
 
-Run:  SEARCH_R3_MODEL=path/or/hub-id python docs/examples/llamaindex_usage.py
+Run:  python docs/examples/llamaindex_usage.py
+      Offline by default, on the shipped search-r3-smollm2-135m.
+      SEARCH_R3_MODEL=ytgui/Search-R3.0-Small: the Hub model (or a search-r3 folder).
 Needs:  pip install -e integrations/llama-index llama-index-vector-stores-qdrant
 """
 
+import asyncio
 import os
 import tempfile
 
@@ -15,7 +18,7 @@ from llama_index.embeddings.search_r3 import SearchR3Embedding
 from llama_index.retrievers.search_r3 import SearchR3Retriever
 from llama_index.vector_stores.qdrant import QdrantVectorStore
 
-MODEL = os.environ.get("SEARCH_R3_MODEL", "ytgui/Search-R3.0-Small")
+MODEL = os.environ.get("SEARCH_R3_MODEL", "search-r3-smollm2-135m")  # shipped: runs offline
 QUESTION = "Where can I see famous paintings in France?"
 
 # Query embeddings reason first; node (text) embeddings take one forward pass per batch.
@@ -55,6 +58,11 @@ for hit in nodes:
 query_engine = index.as_query_engine(llm=MockLLM(max_tokens=16), similarity_top_k=2)
 response = query_engine.query(QUESTION)
 print("sources:", [n.node.get_content()[:30] for n in response.source_nodes])
+
+# Async works on this local store too (it is searched in a worker thread: Qdrant's local mode has
+# no async client), and several queries reason in one batched generation.
+async_nodes = asyncio.run(retriever.aretrieve(QUESTION))
+query_vectors = embed_model.get_query_embedding_batch([QUESTION, "Which river crosses Paris?"])
 
 # Later, reopen the existing collection without re-embedding anything.
 client.close()

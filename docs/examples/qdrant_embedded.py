@@ -1,6 +1,8 @@
 """Index documents into Qdrant's embedded (local) mode and search them with reasoning.
 
-Run:  SEARCH_R3_MODEL=path/or/hub-id python docs/examples/qdrant_embedded.py
+Run:  python docs/examples/qdrant_embedded.py
+      Offline by default, on the shipped search-r3-smollm2-135m.
+      SEARCH_R3_MODEL=ytgui/Search-R3.0-Small: the Hub model (or a search-r3 folder).
 """
 
 import os
@@ -8,7 +10,7 @@ import tempfile
 
 from search_r3 import QdrantStore, ReasoningEmbeddings
 
-MODEL = os.environ.get("SEARCH_R3_MODEL", "ytgui/Search-R3.0-Small")
+MODEL = os.environ.get("SEARCH_R3_MODEL", "search-r3-smollm2-135m")  # shipped: runs offline
 emb = ReasoningEmbeddings.from_pretrained(MODEL, max_reasoning_tokens=64)
 
 texts = [

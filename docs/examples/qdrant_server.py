@@ -1,7 +1,9 @@
 """The same store on a Qdrant server, and a collection sharded and replicated across a cluster.
 
 Run a server first, e.g.  docker run -p 6333:6333 qdrant/qdrant
-Then:  QDRANT_URL=http://localhost:6333 SEARCH_R3_MODEL=path/or/hub-id python docs/examples/qdrant_server.py
+Then:  QDRANT_URL=http://localhost:6333 python docs/examples/qdrant_server.py
+       Model: the shipped search-r3-smollm2-135m (offline) by default.
+       SEARCH_R3_MODEL=ytgui/Search-R3.0-Small: the Hub model (or a search-r3 folder).
 
 Without QDRANT_URL this script falls back to an in-process store, so it runs anywhere; the
 sharding and replication settings only take effect on a real (distributed) Qdrant deployment.
@@ -13,7 +15,7 @@ from qdrant_client import QdrantClient, models
 
 from search_r3 import QdrantStore, ReasoningEmbeddings
 
-MODEL = os.environ.get("SEARCH_R3_MODEL", "ytgui/Search-R3.0-Small")
+MODEL = os.environ.get("SEARCH_R3_MODEL", "search-r3-smollm2-135m")  # shipped: runs offline
 URL = os.environ.get("QDRANT_URL")  # e.g. http://localhost:6333 or a Qdrant Cloud URL
 API_KEY = os.environ.get("QDRANT_API_KEY")
 

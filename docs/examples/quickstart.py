@@ -1,6 +1,8 @@
 """Quick start: embed documents, embed a query after a short reasoning, rank.
 
-Run:  SEARCH_R3_MODEL=path/or/hub-id python docs/examples/quickstart.py
+Run:  python docs/examples/quickstart.py
+      Offline by default, on the shipped search-r3-smollm2-135m.
+      SEARCH_R3_MODEL=ytgui/Search-R3.0-Small: the Hub model (or a search-r3 folder).
 """
 
 import os
@@ -8,7 +10,7 @@ import os
 from search_r3 import ReasoningEmbeddings
 
 # Any search-r3 model: a folder made by `search-r3 init` or by training, or a Hub id.
-MODEL = os.environ.get("SEARCH_R3_MODEL", "ytgui/Search-R3.0-Small")
+MODEL = os.environ.get("SEARCH_R3_MODEL", "search-r3-smollm2-135m")  # shipped: runs offline
 
 emb = ReasoningEmbeddings.from_pretrained(MODEL)  # best device and dtype of this machine
 

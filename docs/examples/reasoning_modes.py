@@ -1,6 +1,8 @@
 """Reasoning on, off, or on a budget; greedy results are reproducible, sampling is an option.
 
-Run:  SEARCH_R3_MODEL=path/or/hub-id python docs/examples/reasoning_modes.py
+Run:  python docs/examples/reasoning_modes.py
+      Offline by default, on the shipped search-r3-smollm2-135m.
+      SEARCH_R3_MODEL=ytgui/Search-R3.0-Small: the Hub model (or a search-r3 folder).
 """
 
 import os
@@ -9,7 +11,7 @@ import numpy as np
 
 from search_r3 import ReasoningEmbeddings
 
-MODEL = os.environ.get("SEARCH_R3_MODEL", "ytgui/Search-R3.0-Small")
+MODEL = os.environ.get("SEARCH_R3_MODEL", "search-r3-smollm2-135m")  # shipped: runs offline
 emb = ReasoningEmbeddings.from_pretrained(MODEL, max_reasoning_tokens=64)  # default budget
 
 queries = ["why does ice float on water?", "cheap flights from Lisbon to Rome in May"]

@@ -1,6 +1,8 @@
 """search-r3 as a sentence-transformers model: encode_query reasons, encode_document does not.
 
-Run:  SEARCH_R3_MODEL=path/or/hub-id python docs/examples/sentence_transformers_usage.py
+Run:  python docs/examples/sentence_transformers_usage.py
+      Offline by default, on the shipped search-r3-smollm2-135m.
+      SEARCH_R3_MODEL=ytgui/Search-R3.0-Small: the Hub model (or a search-r3 folder).
 """
 
 import os
@@ -8,7 +10,7 @@ import tempfile
 
 from search_r3.st_module import encode_queries, load_sentence_transformer
 
-MODEL = os.environ.get("SEARCH_R3_MODEL", "ytgui/Search-R3.0-Small")
+MODEL = os.environ.get("SEARCH_R3_MODEL", "search-r3-smollm2-135m")  # shipped: runs offline
 
 # Any search-r3 folder or Hub id, without trust_remote_code (public sentence-transformers API).
 model = load_sentence_transformer(MODEL, max_reasoning_tokens=64)

@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
 # Stage 1 in miniature: write training data, fine-tune for two steps, load the result.
-# Run:  SEARCH_R3_MODEL=path/to/search-r3-model bash docs/examples/sft_quick.sh
+# Run:  bash docs/examples/sft_quick.sh
+#       Offline by default, starting from the shipped search-r3-smollm2-135m.
+#       SEARCH_R3_MODEL=path/to/folder: start from another search-r3 model folder
+#       (e.g. one made by `search-r3 init` from a Hub model).
 set -euo pipefail
 examples="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-model="${SEARCH_R3_MODEL:?set SEARCH_R3_MODEL to a search-r3 model folder, e.g. from search-r3 init}"
+# Training reads a folder: the shipped model's short name resolves to its cached folder (built once).
+model="$(python - "${SEARCH_R3_MODEL:-search-r3-smollm2-135m}" <<'PY'
+import sys
+from search_r3.pretrained import resolve_model_source
+print(resolve_model_source(sys.argv[1]))
+PY
+)"
 
 cat > train.jsonl <<'JSON'
 {"query": "why does bread go stale?", "pos": ["Stale bread is not dry: its starch recrystallises."], "neg": ["Brown and green layers make compost heat up."], "reasoning": "Asks for the cause of staling: starch retrogradation."}

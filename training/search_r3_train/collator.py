@@ -28,7 +28,7 @@ def text_key(text: str) -> int:
 
 
 class SFTCollator:
-    """Builds query and document batches for :class:`~search_r3_train.trainer.SFTTrainer`.
+    """Builds query and document batches for `SFTTrainer`.
 
     Args:
         prompts: The model's prompt builder (templates, embed token, length limit).

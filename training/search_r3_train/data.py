@@ -261,7 +261,7 @@ def _sample_corpus(collection: Collection, max_docs: int, seed: int) -> Collecti
 
 
 class ExampleDataset(Dataset):
-    """A list of :class:`TrainingExample` as a torch dataset (the collator does the rest)."""
+    """A list of `TrainingExample` as a torch dataset (the collator does the rest)."""
 
     def __init__(self, examples: Sequence[TrainingExample]):
         self.examples = list(examples)

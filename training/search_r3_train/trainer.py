@@ -57,7 +57,7 @@ class SFTTrainer(Trainer):
     """``Trainer`` whose loss is w_lm·L_lm + w_kl·L_kl + w_nce·L_infonce + w_tri·L_triplet.
 
     Args:
-        loaded: The model bundle from :func:`~search_r3_train.modeling.load_for_training`.
+        loaded: The model bundle from `load_for_training`.
         loss_args: Loss weights, temperature and margin.
         dev_collection: Collection scored by nDCG@10 in ``evaluate`` (None: no evaluation).
         eval_reasoning: Generate reasoning for dev queries (slow) instead of direct queries.

@@ -7,12 +7,15 @@ with canned text), so the example runs without a network or an API key; swap in 
 (``ChatOllama``, ``ChatOpenAI``, ...) for real answers.
 
 Usage:
-    python rag_chain.py --model path/or/hub-id-of-a-search-r3-model [--max-reasoning-tokens 64]
+    python rag_chain.py [--max-reasoning-tokens 64]
+        runs offline on the shipped search-r3-smollm2-135m; --model ytgui/Search-R3.0-Small (or
+        SEARCH_R3_MODEL=ytgui/Search-R3.0-Small) for the Hub model, or any search-r3 folder
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -74,7 +77,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", required=True, help="search-r3 model folder or Hugging Face Hub id")
+    parser.add_argument(
+        "--model",
+        default=os.environ.get("SEARCH_R3_MODEL", "search-r3-smollm2-135m"),
+        help="search-r3 model: shipped name, folder or Hugging Face Hub id (default: $SEARCH_R3_MODEL, "
+        "else the shipped search-r3-smollm2-135m, which works offline)",
+    )
     parser.add_argument("--max-reasoning-tokens", type=int, default=64, help="reasoning budget per query")
     parser.add_argument("--question", default="Where can I see famous paintings in France?")
     parser.add_argument("-k", type=int, default=2, help="documents to retrieve")

@@ -1,9 +1,9 @@
 """LangChain integration for search-r3 reasoning embeddings.
 
-* :class:`SearchR3Embeddings`: an ``Embeddings`` whose query embedding reasons first.
-* :class:`SearchR3Retriever`: a ``BaseRetriever`` over a search-r3 Qdrant store that returns the
+* `SearchR3Embeddings`: an ``Embeddings`` whose query embedding reasons first.
+* `SearchR3Retriever`: a ``BaseRetriever`` over a search-r3 Qdrant store that returns the
   query's reasoning with every document.
-* :class:`SearchR3SparseEmbeddings`: BM25 sparse vectors for ``langchain_qdrant``'s hybrid mode,
+* `SearchR3SparseEmbeddings`: BM25 sparse vectors for ``langchain_qdrant``'s hybrid mode,
   expanded with the query's reasoning (needs ``langchain-qdrant``).
 """
 

@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from langchain_core.embeddings import Embeddings
 from langchain_core.runnables.config import run_in_executor
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from search_r3 import QueryEncodings, ReasoningEmbeddings, SearchR3Error
+from search_r3 import InvalidInputError, QueryEncodings, ReasoningEmbeddings, SearchR3Error
+from search_r3.framework_options import check_keys, l2_normalize, loader_kwargs
+from search_r3.settings import DEFAULT_BATCH_SIZE
 from search_r3.sparse import RecentReasoning
 
 #: Environment variable read when no ``model`` is given (a local folder or a Hub id).
 MODEL_ENV_VAR = "SEARCH_R3_MODEL"
+
+#: ``encode_kwargs`` keys (``HuggingFaceEmbeddings`` style) that apply to documents and queries.
+SHARED_ENCODE_KEYS = frozenset({"batch_size", "show_progress_bar", "normalize_embeddings"})
+#: Keys that only documents take (queries go through generation, not token-bounded batches).
+DOCUMENT_ENCODE_KEYS = SHARED_ENCODE_KEYS | {"max_batch_tokens"}
+#: Keys that only queries take (``query_encode_kwargs``): sampling instead of greedy reasoning.
+QUERY_ENCODE_KEYS = SHARED_ENCODE_KEYS | {"do_sample", "temperature", "top_p", "seed"}
 
 
 class SearchR3Embeddings(BaseModel, Embeddings):
@@ -25,24 +37,43 @@ class SearchR3Embeddings(BaseModel, Embeddings):
     one forward pass, without reasoning. Any LangChain vector store or retriever that takes an
     ``Embeddings`` object works with it.
 
+    The ``HuggingFaceEmbeddings`` idioms work unchanged: ``model_name=`` is an alias of
+    ``model``, ``model_kwargs`` go to the loader (``{"device": "cpu"}``), ``encode_kwargs`` to
+    every encoding call (``{"batch_size": 32, "normalize_embeddings": True}``) and
+    ``query_encode_kwargs`` to query encoding only.
+
     Args:
         model: A local search-r3 folder, a Hugging Face Hub id, or an already loaded
-            :class:`search_r3.ReasoningEmbeddings` (shared, never modified). Default: the
-            ``SEARCH_R3_MODEL`` environment variable.
+            [`ReasoningEmbeddings`][search_r3.ReasoningEmbeddings] (shared, never modified).
+            Default: the ``SEARCH_R3_MODEL`` environment variable. ``model_name`` is accepted
+            as an alias.
         reasoning: Reason before embedding a query (``False``: one forward pass, like documents;
             default: the model's own setting, which is on).
         max_reasoning_tokens: Budget of reasoning tokens per query (default: the model's).
-        device, dtype: Where and in which precision to load ``model`` when it is a path.
-        batch_size: Texts per forward pass when embedding documents.
-        model_kwargs: Further :meth:`ReasoningEmbeddings.from_pretrained` arguments
-            (``revision``, ``token``, ``local_files_only``, ``max_length``...).
-        show_progress: Show a progress bar while embedding documents.
+        device: Where to load ``model`` when it is a path (default: the best device here).
+        dtype: Precision to load ``model`` in (default: bfloat16 on GPUs that support it,
+            float32 otherwise).
+        batch_size: Texts per forward pass (documents) or per generation batch (queries);
+            default `search_r3.settings.DEFAULT_BATCH_SIZE`.
+        model_kwargs: Further `ReasoningEmbeddings.from_pretrained` arguments (``device``,
+            ``dtype`` or ``torch_dtype``, ``revision``, ``token``, ``local_files_only``,
+            ``max_length``...).
+        encode_kwargs: Keyword arguments for every encoding call: ``batch_size``,
+            ``show_progress_bar``, ``normalize_embeddings``, and for documents
+            ``max_batch_tokens``.
+        query_encode_kwargs: Keyword arguments for query encoding only (they override
+            ``encode_kwargs``): the shared ones, and ``do_sample``, ``temperature``, ``top_p``,
+            ``seed`` to sample the reasoning instead of greedy decoding.
+        show_progress: Show a progress bar while embedding.
 
     Example:
-        >>> from langchain_search_r3 import SearchR3Embeddings
-        >>> emb = SearchR3Embeddings(model="path/to/search-r3-model", max_reasoning_tokens=64)
-        >>> doc_vectors = emb.embed_documents(["Paris is the capital of France."])
-        >>> query_vector = emb.embed_query("which city hosts the Louvre?")
+        ```python
+        from langchain_search_r3 import SearchR3Embeddings
+
+        emb = SearchR3Embeddings(model_name="search-r3-smollm2-135m", model_kwargs={"device": "cpu"})
+        doc_vectors = emb.embed_documents(["Paris is the capital of France."])
+        query_vector = emb.embed_query("which city hosts the Louvre?")
+        ```
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid", protected_namespaces=())
@@ -52,12 +83,31 @@ class SearchR3Embeddings(BaseModel, Embeddings):
     max_reasoning_tokens: int | None = Field(default=None, ge=0)
     device: str | None = None
     dtype: str | None = None
-    batch_size: int = Field(default=16, ge=1)
+    batch_size: int = Field(default=DEFAULT_BATCH_SIZE, ge=1)
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
+    encode_kwargs: dict[str, Any] = Field(default_factory=dict)
+    query_encode_kwargs: dict[str, Any] = Field(default_factory=dict)
     show_progress: bool = False
 
     _client: ReasoningEmbeddings = PrivateAttr()
     _recent: RecentReasoning = PrivateAttr(default_factory=RecentReasoning)
+
+    def __init__(self, **data: Any) -> None:
+        # Argument checks run before pydantic, so a mistake is one search-r3 error, not a
+        # ValidationError wrapping it.
+        if "model_name" in data:
+            data = dict(data)
+            name = data.pop("model_name")
+            if data.get("model") is not None and data["model"] != name:
+                raise InvalidInputError(
+                    f"model={data['model']!r} and model_name={name!r} disagree; pass only one."
+                )
+            data["model"] = name
+        check_keys("encode_kwargs", data.get("encode_kwargs") or {}, DOCUMENT_ENCODE_KEYS)
+        check_keys("query_encode_kwargs", data.get("query_encode_kwargs") or {}, QUERY_ENCODE_KEYS)
+        explicit = ("device", "dtype", "max_reasoning_tokens", "batch_size")
+        loader_kwargs(data.get("model_kwargs") or {}, **{k: data.get(k) for k in explicit})
+        super().__init__(**data)
 
     @model_validator(mode="after")
     def _load(self) -> SearchR3Embeddings:
@@ -71,20 +121,30 @@ class SearchR3Embeddings(BaseModel, Embeddings):
             self._client = source
         else:
             self.model = str(source)
-            self._client = ReasoningEmbeddings.from_pretrained(
-                self.model,
+            load = loader_kwargs(
+                self.model_kwargs,
                 device=self.device,
                 dtype=self.dtype,
                 max_reasoning_tokens=self.max_reasoning_tokens,
-                batch_size=self.batch_size,
-                **self.model_kwargs,
+                # the default batch size yields to a batch_size in model_kwargs; one given twice is an error
+                batch_size=self.batch_size if "batch_size" in self.model_fields_set else None,
             )
+            load.setdefault("batch_size", self.batch_size)
+            self.device, self.dtype = load.get("device"), load.get("dtype")
+            self._client = ReasoningEmbeddings.from_pretrained(self.model, **load)
         return self
 
     @property
     def client(self) -> ReasoningEmbeddings:
-        """The underlying :class:`search_r3.ReasoningEmbeddings`."""
+        """The underlying `search_r3.ReasoningEmbeddings`."""
         return self._client
+
+    @property
+    def model_name(self) -> str:
+        """The model's name or path (the ``HuggingFaceEmbeddings`` attribute)."""
+        if isinstance(self.model, ReasoningEmbeddings) or self.model is None:
+            return str(getattr(self._client.model.config, "_name_or_path", "") or "search-r3")
+        return str(self.model)
 
     @property
     def embedding_dimension(self) -> int:
@@ -97,29 +157,49 @@ class SearchR3Embeddings(BaseModel, Embeddings):
 
     # -- documents: one forward pass, no reasoning ----------------------------------------------
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        """Embed documents without reasoning."""
-        vectors = self._client.encode_documents(
-            texts, batch_size=self.batch_size, show_progress_bar=self.show_progress
-        )
-        return vectors.tolist()
+        """Embed documents without reasoning, in one batched call."""
+        options = {"batch_size": self.batch_size, "show_progress_bar": self.show_progress}
+        options.update(self.encode_kwargs)
+        normalize = options.pop("normalize_embeddings", False)
+        vectors = self._client.encode_documents(texts, **options)
+        return _finish(vectors, normalize).tolist()
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
-        """Async :meth:`embed_documents` (runs in a worker thread; the model releases the GIL)."""
+        """Async `embed_documents`: the same single batched call, in a worker thread."""
         return await run_in_executor(None, self.embed_documents, texts)
 
     # -- queries: reasoning, then the embedding -------------------------------------------------
+    def encode_queries(self, texts: Sequence[str]) -> QueryEncodings:
+        """Several queries in one batched call: vectors, reasoning texts and ``forced`` flags.
+
+        This is the one place queries are reasoned about; every other query method (single,
+        batched, async) goes through it.
+        """
+        options = self._query_options()
+        normalize = options.pop("normalize_embeddings", False)
+        encoded = self._client.encode_queries(
+            list(texts),
+            reasoning=self.reasoning,
+            max_reasoning_tokens=self.max_reasoning_tokens,
+            **options,
+        )
+        if normalize:
+            encoded = dataclasses.replace(encoded, embeddings=_finish(encoded.embeddings, True))
+        for text, reasoning in zip(texts, encoded.reasoning, strict=False):
+            if reasoning:
+                self._recent.put(text, reasoning)  # for a linked SearchR3SparseEmbeddings
+        return encoded
+
     def encode_query(self, text: str) -> QueryEncodings:
         """One query's embedding with its reasoning text and whether the budget forced the token.
 
-        This is the single place a query is reasoned about; :meth:`embed_query` returns only the
-        vector of the same call.
+        `embed_query` returns only the vector of the same call.
         """
-        encoded = self._client.encode_queries(
-            [text], reasoning=self.reasoning, max_reasoning_tokens=self.max_reasoning_tokens
-        )
-        if encoded.reasoning and encoded.reasoning[0]:
-            self._recent.put(text, encoded.reasoning[0])  # for a linked SearchR3SparseEmbeddings
-        return encoded
+        return self.encode_queries([text])
+
+    def embed_queries(self, texts: Sequence[str]) -> list[list[float]]:
+        """Embed several queries in one batched generation (faster than one call each)."""
+        return self.encode_queries(texts).embeddings.tolist()
 
     @property
     def recent_reasoning(self) -> RecentReasoning:
@@ -130,6 +210,25 @@ class SearchR3Embeddings(BaseModel, Embeddings):
         """Embed a query, after reasoning about it when ``reasoning`` is on."""
         return self.encode_query(text).embeddings[0].tolist()
 
+    async def aencode_queries(self, texts: Sequence[str]) -> QueryEncodings:
+        """Async `encode_queries` (one batched call in a worker thread)."""
+        return await run_in_executor(None, self.encode_queries, texts)
+
+    async def aembed_queries(self, texts: Sequence[str]) -> list[list[float]]:
+        """Async `embed_queries` (one batched call in a worker thread)."""
+        return await run_in_executor(None, self.embed_queries, texts)
+
     async def aembed_query(self, text: str) -> list[float]:
-        """Async :meth:`embed_query` (runs in a worker thread)."""
+        """Async `embed_query` (runs in a worker thread; the model releases the GIL)."""
         return await run_in_executor(None, self.embed_query, text)
+
+    def _query_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {"batch_size": self.batch_size, "show_progress_bar": self.show_progress}
+        options.update({k: v for k, v in self.encode_kwargs.items() if k in SHARED_ENCODE_KEYS})
+        options.update(self.query_encode_kwargs)
+        return options
+
+
+def _finish(vectors: np.ndarray, normalize: bool) -> np.ndarray:
+    """``vectors``, L2-normalised per row when asked (``normalize_embeddings=True``)."""
+    return l2_normalize(vectors) if normalize else vectors

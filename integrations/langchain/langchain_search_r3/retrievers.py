@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import asyncio
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
+from langchain_core.runnables import RunnableConfig
 from pydantic import ConfigDict, Field
 
 from langchain_search_r3.embeddings import SearchR3Embeddings
-from search_r3 import InvalidInputError, ReasoningEmbeddings
+from search_r3 import InvalidInputError, QueryEncodings, ReasoningEmbeddings
 from search_r3.store import QdrantStore, SearchResult
 
 #: Metadata keys every returned ``Document`` carries (they overwrite stored keys of the same name).
@@ -20,9 +24,15 @@ SCORE_KEY = "score"
 REASONING_KEY = "reasoning"
 FORCED_KEY = "forced"
 
+# Query encodings computed ahead by ``batch``/``abatch`` (one batched call for all inputs), keyed
+# by (query, reasoning, budget). Context-local: the worker threads and tasks that LangChain runs
+# each input in inherit it; other callers never see it.
+_PreEncoded = dict[tuple[str, bool | None, int | None], tuple[Any, str, bool]]
+_pre_encoded: ContextVar[_PreEncoded | None] = ContextVar("search_r3_pre_encoded", default=None)
+
 
 class SearchR3Retriever(BaseRetriever):
-    """Retrieve documents from a search-r3 :class:`~search_r3.store.QdrantStore`.
+    """Retrieve documents from a search-r3 [`QdrantStore`][search_r3.store.QdrantStore].
 
     Each query is reasoned about and embedded exactly once; the hits come back as
     ``Document`` objects whose metadata holds the stored metadata plus ``score`` (cosine
@@ -40,14 +50,21 @@ class SearchR3Retriever(BaseRetriever):
             ``invoke(query, mode=...)`` overrides it for one call.
         fusion: ``"rrf"`` or ``"dbsf"`` in hybrid mode (default: the store's setting).
 
+    ``batch`` and ``abatch`` reason about all their queries in one batched generation (much
+    faster than one generation per query), then search each; callbacks still see one run per
+    query.
+
     Example:
-        >>> retriever = SearchR3Retriever.from_texts(
-        ...     ["Paris is the capital of France.", "Berlin is in Germany."],
-        ...     embeddings="path/to/search-r3-model",
-        ...     k=1,
-        ... )
-        >>> docs = retriever.invoke("which city hosts the Louvre?")
-        >>> docs[0].metadata["reasoning"]
+        ```python
+        retriever = SearchR3Retriever.from_texts(
+            ["Paris is the capital of France.", "Berlin is in Germany."],
+            embeddings="search-r3-smollm2-135m",
+            k=1,
+        )
+        docs = retriever.invoke("which city hosts the Louvre?")
+        print(docs[0].metadata["reasoning"])
+        answers = retriever.batch(["capital of Germany?", "capital of France?"])
+        ```
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -75,18 +92,90 @@ class SearchR3Retriever(BaseRetriever):
         k = self.k if k is None else k
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise InvalidInputError(f"k must be a positive integer, got {k!r}.")
-        result = self.store.search(
-            query,
-            k=k,
-            filter=self.filter if filter is None else filter,
-            reasoning=self.reasoning if reasoning is None else reasoning,
-            max_reasoning_tokens=self.max_reasoning_tokens
-            if max_reasoning_tokens is None
-            else max_reasoning_tokens,
-            mode=self.mode if mode is None else mode,
-            fusion=self.fusion if fusion is None else fusion,
-        )
+        reasoning, budget = self._settings(reasoning, max_reasoning_tokens)
+        filter = self.filter if filter is None else filter
+        mode = self.mode if mode is None else mode
+        ready = (_pre_encoded.get() or {}).get((query, reasoning, budget)) if isinstance(query, str) else None
+        if ready is not None:  # a batch encoded the query already: no second generation
+            vector, reasoning_text, forced = ready
+            mode = self.store._resolve_mode(mode)
+            settings = self.store.hybrid_settings.replace(fusion=self.fusion if fusion is None else fusion)
+            sparse = self.store.sparse_query(query, reasoning_text, settings) if mode != "dense" else None
+            hits = self.store.search_by_vectors(
+                vector if mode != "sparse" else None, sparse, k, mode=mode, filter=filter, settings=settings
+            )
+            result = SearchResult(hits=hits, reasoning=reasoning_text, forced=forced)
+        else:
+            result = self.store.search(
+                query,
+                k=k,
+                filter=filter,
+                reasoning=reasoning,
+                max_reasoning_tokens=budget,
+                mode=mode,
+                fusion=self.fusion if fusion is None else fusion,
+            )
         return documents_from_result(result)
+
+    def _settings(
+        self, reasoning: bool | None, max_reasoning_tokens: int | None
+    ) -> tuple[bool | None, int | None]:
+        return (
+            self.reasoning if reasoning is None else reasoning,
+            self.max_reasoning_tokens if max_reasoning_tokens is None else max_reasoning_tokens,
+        )
+
+    # -- batches: one batched generation for all queries ------------------------------------------
+    def batch(
+        self,
+        inputs: list[str],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[list[Document]]:
+        """Retrieve for several queries; all are reasoned about in one batched generation."""
+        with self._using(self._encode_all(inputs, kwargs)):
+            return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
+
+    async def abatch(
+        self,
+        inputs: list[str],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[list[Document]]:
+        """Async `batch`: the one batched generation runs in a worker thread."""
+        encoded = await asyncio.to_thread(self._encode_all, inputs, kwargs)
+        with self._using(encoded):
+            return await super().abatch(inputs, config, return_exceptions=return_exceptions, **kwargs)
+
+    def _encode_all(self, inputs: Sequence[Any], kwargs: dict[str, Any]) -> _PreEncoded:
+        """Encodings of the distinct valid queries among ``inputs``, from one ``encode_queries`` call.
+
+        Invalid inputs are left out: each fails on its own in ``invoke``, with its own error.
+        """
+        reasoning, budget = self._settings(kwargs.get("reasoning"), kwargs.get("max_reasoning_tokens"))
+        queries = list(dict.fromkeys(q for q in inputs if isinstance(q, str) and q.strip()))
+        if len(queries) < 2:
+            return {}
+        encoded: QueryEncodings = self.store.embeddings.encode_queries(
+            queries, reasoning=reasoning, max_reasoning_tokens=budget
+        )
+        return {
+            (q, reasoning, budget): (encoded.embeddings[i], encoded.reasoning[i], bool(encoded.forced[i]))
+            for i, q in enumerate(queries)
+        }
+
+    @staticmethod
+    @contextmanager
+    def _using(encoded: _PreEncoded) -> Iterator[None]:
+        token = _pre_encoded.set({**(_pre_encoded.get() or {}), **encoded})
+        try:
+            yield
+        finally:
+            _pre_encoded.reset(token)
 
     # -- construction helpers -----------------------------------------------------------------
     @classmethod
@@ -108,9 +197,9 @@ class SearchR3Retriever(BaseRetriever):
 
         ``kwargs`` are retriever fields (``k``, ``filter``, ``reasoning``, ``max_reasoning_tokens``,
         ``mode``, ``fusion``);
-        a :class:`SearchR3Embeddings` passes on its own ``reasoning`` and budget as defaults.
+        a `SearchR3Embeddings` passes on its own ``reasoning`` and budget as defaults.
         With ``url`` the store lives on a Qdrant server instead; ``client`` uses an existing
-        ``QdrantClient`` (left open by :meth:`QdrantStore.close`).
+        ``QdrantClient`` (left open by `QdrantStore.close`).
         """
         if isinstance(embeddings, SearchR3Embeddings):
             kwargs.setdefault("reasoning", embeddings.reasoning)
@@ -134,7 +223,7 @@ class SearchR3Retriever(BaseRetriever):
         embeddings: SearchR3Embeddings | ReasoningEmbeddings | str | Path,
         **kwargs: Any,
     ) -> SearchR3Retriever:
-        """:meth:`from_texts` for LangChain ``Document`` objects (their ids are kept when set)."""
+        """`from_texts` for LangChain ``Document`` objects (their ids are kept when set)."""
         ids = [d.id for d in documents]
         return cls.from_texts(
             [d.page_content for d in documents],

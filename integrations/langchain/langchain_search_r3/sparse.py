@@ -20,9 +20,9 @@ class SearchR3SparseEmbeddings(SparseEmbeddings):
     """BM25 sparse vectors (Qdrant's tokenizer and token ids), expanded with search-r3's reasoning.
 
     Documents get BM25 term weights with length saturation; Qdrant adds the IDF, so the
-    collection's sparse vector needs ``modifier=IDF`` (pass :meth:`sparse_vector_params` to
+    collection's sparse vector needs ``modifier=IDF`` (pass `sparse_vector_params` to
     ``QdrantVectorStore.from_texts``, or create the collection with it). Queries get their
-    tokens; linked to a :class:`SearchR3Embeddings` (``embeddings=``), a query's sparse vector
+    tokens; linked to a `SearchR3Embeddings` (``embeddings=``), a query's sparse vector
     also holds the tokens of the reasoning the dense side wrote for it, weighted below the
     query's own, and the model still reasons once per query.
 

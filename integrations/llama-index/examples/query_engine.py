@@ -10,12 +10,15 @@ so the example needs no network or API key; pass any LlamaIndex LLM (``Ollama``,
 for real answers.
 
 Usage:
-    python query_engine.py --model path/or/hub-id-of-a-search-r3-model [--store-path ./qdrant]
+    python query_engine.py [--store-path ./qdrant]
+        runs offline on the shipped search-r3-smollm2-135m; --model ytgui/Search-R3.0-Small (or
+        SEARCH_R3_MODEL=ytgui/Search-R3.0-Small) for the Hub model, or any search-r3 folder
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 from collections.abc import Sequence
 
@@ -69,7 +72,12 @@ def main(argv: Sequence[str] | None = None) -> Response:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", required=True, help="search-r3 model folder or Hugging Face Hub id")
+    parser.add_argument(
+        "--model",
+        default=os.environ.get("SEARCH_R3_MODEL", "search-r3-smollm2-135m"),
+        help="search-r3 model: shipped name, folder or Hugging Face Hub id (default: $SEARCH_R3_MODEL, "
+        "else the shipped search-r3-smollm2-135m, which works offline)",
+    )
     parser.add_argument("--store-path", help="Qdrant folder (default: a temporary one)")
     parser.add_argument("--max-reasoning-tokens", type=int, default=64, help="reasoning budget per query")
     parser.add_argument("--question", default="Where can I see famous paintings in France?")

@@ -51,7 +51,7 @@ def test_readme_example_runs(
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     exec(
-        compile(block.replace("path/to/search-r3-model", str(talkative_llama_dir)), "README", "exec"),
+        compile(block.replace('"search-r3-smollm2-135m"', repr(str(talkative_llama_dir))), "README", "exec"),
         namespace,
     )
     try:

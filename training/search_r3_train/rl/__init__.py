@@ -2,12 +2,12 @@
 
 The pieces, each usable on its own:
 
-* :mod:`~search_r3_train.rl.rewards`: ranking rewards (DCG_scaled, nDCG@k, RR, margin) and a registry.
-* :mod:`~search_r3_train.rl.environment`: cached corpus vectors with selective local refresh.
-* :mod:`~search_r3_train.rl.policy`: embeddings read from the policy through the core's code.
-* :mod:`~search_r3_train.rl.reward_function`: the reward object ``trl.GRPOTrainer`` calls.
-* :mod:`~search_r3_train.rl.trainer`: the thin ``GRPOTrainer`` subclass.
-* :mod:`~search_r3_train.rl.build` / :mod:`~search_r3_train.rl.cli`: ``search-r3-train rl``.
+* `rl.rewards`: ranking rewards (DCG_scaled, nDCG@k, RR, margin) and a registry.
+* `rl.environment`: cached corpus vectors with selective local refresh.
+* `rl.policy`: embeddings read from the policy through the core's code.
+* `rl.reward_function`: the reward object ``trl.GRPOTrainer`` calls.
+* `rl.trainer`: the thin ``GRPOTrainer`` subclass.
+* `rl.build` / `rl.cli`: ``search-r3-train rl``.
 """
 
 from search_r3_train.rl.environment import (

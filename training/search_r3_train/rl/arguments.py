@@ -1,7 +1,7 @@
 """Stage-2 settings: the reward and the environment (model, data and GRPO settings are shared).
 
 ``search-r3-train rl`` parses ``ModelArguments`` and ``DataArguments`` (shared with ``sft``),
-:class:`RewardArguments`, :class:`EnvironmentArguments` and ``trl.GRPOConfig`` from one flat YAML
+`RewardArguments`, `EnvironmentArguments` and ``trl.GRPOConfig`` from one flat YAML
 file plus command-line overrides; every field name is unique across them.
 """
 

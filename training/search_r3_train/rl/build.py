@@ -162,7 +162,7 @@ def build_rl(
     """Build the GRPO trainer for a stage-1 model on a collection (``data_args.train_file``).
 
     The arguments are the dataclasses ``search_r3_train.rl.cli.parse_args`` returns, in order;
-    ``data`` replaces the collection with ready-made :class:`RLData`.
+    ``data`` replaces the collection with ready-made `RLData`.
     """
     if data is None:
         if not data_args.train_file:

@@ -12,8 +12,8 @@ module keeps (method.md §7):
 4. a bound on staleness: the least recently encoded rows within a per-step budget, and the whole
    corpus every N steps or when the drift measured on a fixed probe sample passes a threshold.
 
-Rewards are then scored on the refreshed vectors (:meth:`RetrievalEnvironment.scores`).
-:class:`NaiveEnvironment` re-encodes everything each step, for comparison.
+Rewards are then scored on the refreshed vectors (`RetrievalEnvironment.scores`).
+`NaiveEnvironment` re-encodes everything each step, for comparison.
 
 Under several processes every rank holds the same cache: the rows each rank wants refreshed are
 gathered and every rank re-encodes their union, so the caches (and the number of forward passes
@@ -133,9 +133,11 @@ class RetrievalEnvironment:
         config: Refresh policy.
 
     Example:
-        >>> env = RetrievalEnvironment(encode, num_docs=len(corpus), config=EnvironmentConfig())
-        >>> stats = env.step(query_vectors, relevant=[[3, 17], [5]])
-        >>> scores = env.scores(query_vectors)   # (queries, num_docs) cosine on refreshed rows
+        ```python
+        env = RetrievalEnvironment(encode, num_docs=len(corpus), config=EnvironmentConfig())
+        stats = env.step(query_vectors, relevant=[[3, 17], [5]])
+        scores = env.scores(query_vectors)   # (queries, num_docs) cosine on refreshed rows
+        ```
     """
 
     def __init__(self, encode: DocumentEncoder, num_docs: int, config: EnvironmentConfig | None = None):

@@ -1,7 +1,7 @@
 """The reward TRL calls: embed each rollout, refresh the environment, score the ranking.
 
 TRL reward functions see prompts and completion ids, not hidden states, so this callable holds
-the policy (through :class:`PolicyEncoder`) and runs one extra no-grad forward of
+the policy (through `PolicyEncoder`) and runs one extra no-grad forward of
 prompt + completion to read each rollout's embedding at the embed token.
 """
 

@@ -7,8 +7,8 @@ rank with nothing that scores strictly higher (ties resolve in its favour).
 
 The default is DCG over the ranking with the gain scaled by the continuous similarity
 ("DCG_scaled", method.md §6). nDCG@k, reciprocal rank and a margin reward are alternatives.
-Add your own by subclassing :class:`RetrievalReward` and decorating it with
-:func:`register_reward`, or name it as ``"package.module:ClassName"`` in the config.
+Add your own by subclassing `RetrievalReward` and decorating it with
+`register_reward`, or name it as ``"package.module:ClassName"`` in the config.
 """
 
 from __future__ import annotations
@@ -54,12 +54,12 @@ def ideal_dcg(gains: torch.Tensor, k: int | None) -> float:
 class RetrievalReward(ABC):
     """Scores the ranking of one query embedding over the corpus.
 
-    Subclasses implement :meth:`score`. Calling the object checks the inputs and returns NaN for
+    Subclasses implement `score`. Calling the object checks the inputs and returns NaN for
     a query with no relevant document (the trainer then leaves that rollout out of the
     advantage), so every subclass sees at least one relevant document.
     """
 
-    #: Registry name (set by :func:`register_reward`).
+    #: Registry name (set by `register_reward`).
     name: ClassVar[str] = ""
 
     def __call__(self, scores: torch.Tensor, relevant: Mapping[int, float]) -> float:
@@ -92,7 +92,7 @@ REWARDS: dict[str, type[RetrievalReward]] = {}
 
 
 def register_reward(name: str) -> Callable[[type[RetrievalReward]], type[RetrievalReward]]:
-    """Class decorator: make a :class:`RetrievalReward` available by ``name`` in configs."""
+    """Class decorator: make a `RetrievalReward` available by ``name`` in configs."""
 
     def decorate(cls: type[RetrievalReward]) -> type[RetrievalReward]:
         if not (isinstance(cls, type) and issubclass(cls, RetrievalReward)):

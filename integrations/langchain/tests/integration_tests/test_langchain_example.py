@@ -84,7 +84,9 @@ def test_readme_examples_run(
     for block in blocks:
         code = "\n".join(line.removeprefix("  ") for line in block.splitlines())  # indented list item
         exec(
-            compile(code.replace("path/to/search-r3-model", str(talkative_llama_dir)), "README", "exec"),
+            compile(
+                code.replace('"search-r3-smollm2-135m"', repr(str(talkative_llama_dir))), "README", "exec"
+            ),
             namespace,
         )
     assert namespace["result"]["answer"] == "The Louvre."

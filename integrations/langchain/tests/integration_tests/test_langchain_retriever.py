@@ -171,3 +171,34 @@ def test_retriever_on_a_qdrant_server(fresh_embeddings, corpus) -> None:
     finally:
         retriever.store.client.delete_collection(name)
         retriever.store.close()
+
+
+def test_batch_reasons_once_for_all_queries(store: QdrantStore, count_calls) -> None:
+    queries = ["green tea leaves", "capital of Germany", "green tea leaves", "a language for programs"]
+    retriever = SearchR3Retriever(store=store, k=2, max_reasoning_tokens=BUDGET)
+    singles = [retriever.invoke(q) for q in queries]
+    calls = count_calls(store.embeddings, "encode_queries")
+    batched = retriever.batch(queries)
+    assert len(calls) == 1  # one batched generation for the three distinct queries
+    assert calls[0][0][0] == list(dict.fromkeys(queries))
+    assert calls[0][1]["max_reasoning_tokens"] == BUDGET
+    assert [[d.id for d in docs] for docs in batched] == [[d.id for d in docs] for docs in singles]
+    assert [docs[0].metadata["reasoning"] for docs in batched] == [
+        docs[0].metadata["reasoning"] for docs in singles
+    ]
+    # per-call settings apply to the batch; a bad input fails alone
+    out = retriever.batch(["tea", "  "], max_reasoning_tokens=2, return_exceptions=True)
+    assert calls[-1][1]["max_reasoning_tokens"] == 2 and len(calls) == 2
+    assert isinstance(out[1], InvalidInputError) and len(out[0]) == 2
+
+
+async def test_abatch_reasons_once_for_all_queries(store: QdrantStore, count_calls) -> None:
+    queries = ["green tea leaves", "capital of Germany", "a language for programs"]
+    retriever = SearchR3Retriever(store=store, k=2, max_reasoning_tokens=BUDGET)
+    expected = [[d.id for d in retriever.invoke(q)] for q in queries]
+    calls = count_calls(store.embeddings, "encode_queries")
+    results = await retriever.abatch(queries)
+    assert len(calls) == 1 and calls[0][0][0] == queries
+    assert [[d.id for d in docs] for docs in results] == expected
+    retriever.invoke("tea")  # outside the batch, queries are encoded again
+    assert len(calls) == 2

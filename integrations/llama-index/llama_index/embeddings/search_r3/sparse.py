@@ -15,10 +15,10 @@ class SearchR3SparseEncoder:
     """BM25 sparse vectors (Qdrant's tokenizer and token ids), expanded with search-r3's reasoning.
 
     ``doc_fn`` and ``query_fn`` are the ``sparse_doc_fn`` and ``sparse_query_fn`` of
-    ``llama_index.vector_stores.qdrant.QdrantVectorStore``; :meth:`vector_store_kwargs` gives them
+    ``llama_index.vector_stores.qdrant.QdrantVectorStore``; `vector_store_kwargs` gives them
     with ``enable_hybrid=True`` and a sparse vector with ``modifier=IDF`` (documents hold BM25
     term weights; Qdrant adds the IDF). Nothing is downloaded (no FastEmbed model). Linked to
-    the index's :class:`SearchR3Embedding` (``embed_model=``), a query's sparse vector also holds
+    the index's `SearchR3Embedding` (``embed_model=``), a query's sparse vector also holds
     the tokens of the reasoning the dense side wrote for it, weighted below the query's own; the
     model still reasons once per query (in sparse mode, where LlamaIndex computes no dense
     embedding, the encoder asks the embedding model itself).

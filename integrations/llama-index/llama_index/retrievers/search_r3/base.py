@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from llama_index.core.indices.vector_store.base import VectorStoreIndex
@@ -24,7 +25,7 @@ QUERY_MODES = {
 
 
 class SearchR3Retriever(VectorIndexRetriever):
-    """Retrieve nodes from a ``VectorStoreIndex`` built with :class:`SearchR3Embedding`.
+    """Retrieve nodes from a ``VectorStoreIndex`` built with `SearchR3Embedding`.
 
     The query is embedded once, through the index's (or the given) embedding model, exactly as
     ``index.as_retriever()`` does; the reasoning the model wrote for it is added to every
@@ -36,17 +37,24 @@ class SearchR3Retriever(VectorIndexRetriever):
     Args:
         index: The index to search.
         embed_model: The query embedding model (default: the index's); must be a
-            :class:`SearchR3Embedding`.
+            `SearchR3Embedding`.
         similarity_top_k: Nodes to return.
         mode: ``"dense"``, ``"sparse"`` or ``"hybrid"``: the vector store query mode (sparse and
             hybrid need a hybrid store, e.g. ``QdrantVectorStore(...,
             **SearchR3SparseEncoder(embed_model).vector_store_kwargs())``). Default: dense.
         **kwargs: Further ``VectorIndexRetriever`` arguments (``filters``, ``doc_ids``, ``alpha``...).
 
+    ``aretrieve`` works over every vector store: a ``QdrantVectorStore`` built with only a
+    sync ``client`` (as local mode must be: a second, async client cannot open the same folder)
+    is searched in a worker thread, so the event loop never blocks and no ``aclient`` is needed.
+
     Example:
-        >>> retriever = SearchR3Retriever(index, similarity_top_k=2)
-        >>> nodes = retriever.retrieve("which city hosts the Louvre?")
-        >>> nodes[0].node.metadata["reasoning"]
+        ```python
+        retriever = SearchR3Retriever(index, similarity_top_k=2)
+        nodes = retriever.retrieve("which city hosts the Louvre?")
+        print(nodes[0].node.metadata["reasoning"])
+        nodes = await retriever.aretrieve("which city hosts the Louvre?")
+        ```
     """
 
     def __init__(
@@ -98,8 +106,21 @@ class SearchR3Retriever(VectorIndexRetriever):
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         with capture_query_encodings() as seen:
-            nodes = await super()._aretrieve(query_bundle)
+            if has_async_client(self._vector_store):
+                nodes = await super()._aretrieve(query_bundle)
+            else:  # the sync search, off the event loop (the context, and so the capture, goes along)
+                nodes = await asyncio.to_thread(super()._retrieve, query_bundle)
         return _annotate(nodes, seen)
+
+
+def has_async_client(vector_store: Any) -> bool:
+    """False for a vector store that can only search synchronously.
+
+    ``QdrantVectorStore`` without ``aclient`` raises "Async client is not initialized" from
+    ``aquery``; Qdrant's local mode cannot have one next to the sync client (the folder is
+    locked, and two ``:memory:`` clients do not share points). Other stores run ``aquery``.
+    """
+    return getattr(vector_store, "_aclient", True) is not None
 
 
 def _annotate(nodes: list[NodeWithScore], seen: list[QueryEncodings]) -> list[NodeWithScore]:

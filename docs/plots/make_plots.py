@@ -1,0 +1,249 @@
+"""Draw the site's plots from the results files already in the repository.
+
+    .venv/bin/python docs/plots/make_plots.py            # writes docs/plots/*.svg
+    .venv/bin/python docs/plots/make_plots.py --out DIR  # somewhere else (the tests do)
+
+Every number comes from a markdown table that a recorded run wrote into the repository
+(``benchmarks/README.md``, ``docs/model-card.md``, ``docs/training-results-*.md``); the script
+reads those tables, so a plot can only show what was measured, and regenerating after a new run
+updates it. Needs matplotlib (``pip install -e ".[docs]"``). The SVG files are deterministic (no
+date, fixed ids), so an unchanged table gives an unchanged file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT = Path(__file__).resolve().parent
+COMMAND = ".venv/bin/python docs/plots/make_plots.py"
+
+plt.rcParams.update(
+    {
+        "svg.hashsalt": "search-r3",
+        "svg.fonttype": "none",  # text stays text: smaller files, the page's font
+        "font.size": 10,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "axes.grid": True,
+        "grid.alpha": 0.3,
+    }
+)
+BLUE, GREY, ORANGE = "#3f51b5", "#9e9e9e", "#ef6c00"
+
+
+class TableNotFound(LookupError):
+    pass
+
+
+def read_table(path: str, first_header: str, after: str | None = None) -> list[dict[str, str]]:
+    """Rows of the first markdown table in ``path`` (after the line containing ``after``) whose
+    first header cell starts with ``first_header``; cells keyed by header, markup removed."""
+    lines = (ROOT / path).read_text(encoding="utf-8").splitlines()
+    start = 0
+    if after is not None:
+        start = next((i for i, line in enumerate(lines) if after in line), None)
+        if start is None:
+            raise TableNotFound(f"{path}: no line containing {after!r}")
+    for i in range(start, len(lines) - 1):
+        cells = _cells(lines[i])
+        if (
+            cells
+            and cells[0].startswith(first_header)
+            and set(lines[i + 1].replace("|", "").strip()) <= set("-: ")
+        ):
+            rows = []
+            for line in lines[i + 2 :]:
+                if not line.startswith("|"):
+                    break
+                rows.append(dict(zip(cells, _cells(line), strict=False)))
+            return rows
+    raise TableNotFound(f"{path}: no table whose first column is {first_header!r}")
+
+
+def _cells(line: str) -> list[str]:
+    if not line.startswith("|"):
+        return []
+    return [re.sub(r"\*\*|`", "", c).strip() for c in line.strip().strip("|").split("|")]
+
+
+def number(text: str) -> float:
+    """The first number in a cell ("**9.88%** (8.03% ...)" -> 9.88; "−0.055" -> -0.055)."""
+    match = re.search(r"[-−]?\d+(?:[.,]\d+)*", text.replace(",", ""))
+    if match is None:
+        raise ValueError(f"no number in {text!r}")
+    return float(match.group(0).replace("−", "-"))
+
+
+def _save(fig: plt.Figure, out: Path, name: str) -> Path:
+    path = out / name
+    fig.tight_layout()
+    fig.savefig(path, format="svg", metadata={"Date": None})
+    plt.close(fig)
+    return path
+
+
+# -- the plots ----------------------------------------------------------------------------------
+def model_card_systems(out: Path) -> Path:
+    """nDCG@10 and query time of every system in the model card's Cranfield table."""
+    rows = read_table("docs/model-card.md", "system", after="## Results on Cranfield")
+    names = [r["system"].replace("search-r3-smollm2-135m", "shipped model") for r in rows]
+    ndcg = [number(r["nDCG@10"]) for r in rows]
+    seconds = [number(r["query s"]) for r in rows]
+    colors = [
+        BLUE if "shipped" in n else GREY if "BM25" in n or "sentence" in n else "#7986cb" for n in names
+    ]
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(10, 4.2), sharey=True, gridspec_kw={"width_ratios": [3, 2]}
+    )
+    y = range(len(names))[::-1]
+    left.barh(list(y), ndcg, color=colors)
+    left.set_yticks(list(y), names)
+    left.set_xlabel("nDCG@10 on Cranfield's test split (higher is better)")
+    for yi, v in zip(y, ndcg, strict=True):
+        left.text(v + 0.005, yi, f"{v:.3f}", va="center", fontsize=8)
+    right.barh(list(y), seconds, color=colors)
+    right.set_xlabel("seconds for all test queries (lower is better)")
+    for yi, v in zip(y, seconds, strict=True):
+        right.text(v + 0.5, yi, f"{v:g}", va="center", fontsize=8)
+    return _save(fig, out, "model-card-systems.svg")
+
+
+def document_throughput(out: Path) -> Path:
+    """Document encoding tokens/s by method (benchmarks/README.md, "Document encoding")."""
+    rows = read_table("benchmarks/README.md", "method", after="## Document encoding")
+    names = [re.sub(r"\s*\(.*\)", "", r["method"]) for r in rows]
+    tokens = [number(r["tokens/s"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    y = range(len(names))[::-1]
+    ax.barh(list(y), tokens, color=[BLUE if n.startswith("search-r3") else GREY for n in names])
+    ax.set_yticks(list(y), names)
+    ax.set_xlabel("prompt tokens/s, 32 Cranfield documents, 2 CPU threads (higher is better)")
+    for yi, v in zip(y, tokens, strict=True):
+        ax.text(v + 15, yi, f"{v:g}", va="center", fontsize=8)
+    return _save(fig, out, "document-throughput.svg")
+
+
+def reasoning_batching(out: Path) -> Path:
+    """Queries/s of batched vs one-at-a-time reasoning (benchmarks/README.md, "Reasoning queries")."""
+    rows = read_table("benchmarks/README.md", "method", after="## Reasoning queries")
+    names = [r["method"] for r in rows]
+    qps = [number(r["queries/s"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 2.4))
+    y = range(len(names))[::-1]
+    ax.barh(list(y), qps, color=[BLUE, GREY][: len(names)])
+    ax.set_yticks(list(y), names)
+    ax.set_xlabel("reasoning queries per second (48 tokens each, 16 queries)")
+    for yi, v in zip(y, qps, strict=True):
+        ax.text(v + 0.03, yi, f"{v:g}", va="center", fontsize=8)
+    return _save(fig, out, "reasoning-batching.svg")
+
+
+def store_latency(out: Path) -> Path:
+    """Search latency against collection size, local mode (benchmarks/README.md, "The store")."""
+    rows = read_table("benchmarks/README.md", "points", after="## The store")
+    points = [int(number(r["points"])) for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 3))
+    for key, label, color, style in [
+        ("store p50 ms", "store p50", BLUE, "o-"),
+        ("store p95 ms", "store p95", "#7986cb", "s--"),
+        ("numpy brute force p50 ms", "numpy brute force p50", GREY, "^:"),
+    ]:
+        ax.plot(points, [number(r[key]) for r in rows], style, color=color, label=label)
+    ax.set_xscale("log")
+    ax.set_xticks(points, [f"{p:,}" for p in points])
+    ax.set_xlabel("points in the collection (dim 576)")
+    ax.set_ylabel("ms per search, top 10")
+    ax.legend(frameon=False)
+    return _save(fig, out, "store-latency.svg")
+
+
+def sft_loss(out: Path) -> Path:
+    """InfoNCE loss and similarity margin per 10-step window (docs/training-results-sft.md)."""
+    rows = read_table("docs/training-results-sft.md", "steps")
+    steps = [r["steps"].replace("–", "-") for r in rows]
+    loss = [number(r["InfoNCE"]) for r in rows]
+    margin = [number(r["cos(q, d⁺) − cos(q, d⁻)"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.plot(steps, loss, "o-", color=BLUE, label="InfoNCE loss")
+    ax.set_xlabel("training steps (mean over each window)")
+    ax.set_ylabel("InfoNCE loss", color=BLUE)
+    twin = ax.twinx()
+    twin.plot(steps, margin, "s--", color=ORANGE, label="cos(q, d+) - cos(q, d-)")
+    twin.set_ylabel("similarity margin", color=ORANGE)
+    twin.grid(False)
+    twin.spines["top"].set_visible(False)
+    return _save(fig, out, "sft-loss.svg")
+
+
+def rl_reward(out: Path) -> Path:
+    """Mean reward (± std) and documents re-encoded per RL step (docs/training-results-rl.md)."""
+    rows = read_table("docs/training-results-rl.md", "step", after="## A CPU RL run")
+    by_name = {r["step"]: r for r in _transpose(rows)}
+    steps = [int(s) for s in by_name]
+    reward = [number(by_name[s]["reward"]) for s in by_name]
+    std = [number(by_name[s]["reward std"]) for s in by_name]
+    encoded = [number(by_name[s]["documents re-encoded"]) for s in by_name]
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(7, 4.6), sharex=True, gridspec_kw={"height_ratios": [3, 2]}
+    )
+    top.plot(steps, reward, "o-", color=BLUE, label="mean reward of the step's rollouts")
+    top.fill_between(
+        steps,
+        [r - s for r, s in zip(reward, std, strict=True)],
+        [r + s for r, s in zip(reward, std, strict=True)],
+        color=BLUE,
+        alpha=0.15,
+        label="± std",
+    )
+    top.set_ylabel("reward")
+    top.legend(frameon=False, fontsize=8, loc="lower right")
+    bottom.bar(steps, encoded, color=[GREY] + [BLUE] * (len(steps) - 1))
+    bottom.set_ylabel("documents re-encoded")
+    bottom.set_xlabel("RL step (step 1: the initial encoding of the 250-document pool)")
+    bottom.set_xticks(steps)
+    return _save(fig, out, "rl-reward.svg")
+
+
+def _transpose(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """A table with one row per measure and one column per step -> one dict per step."""
+    header = [k for k in rows[0] if k != "step"]
+    first_key = "step"
+    return [{first_key: col, **{r[first_key]: r[col] for r in rows}} for col in header]
+
+
+PLOTS: dict[str, Callable[[Path], Path]] = {
+    "model-card-systems.svg": model_card_systems,
+    "document-throughput.svg": document_throughput,
+    "reasoning-batching.svg": reasoning_batching,
+    "store-latency.svg": store_latency,
+    "sft-loss.svg": sft_loss,
+    "rl-reward.svg": rl_reward,
+}
+
+
+def main(argv: list[str] | None = None) -> list[Path]:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--out", type=Path, default=OUT, help="folder for the SVG files (default: docs/plots)"
+    )
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    written = [make(args.out) for make in PLOTS.values()]
+    for path in written:
+        print(f"wrote {path}")
+    return written
+
+
+if __name__ == "__main__":
+    main()
