@@ -63,8 +63,10 @@ stage "stage 2: RL (GRPO, DCG_scaled)"
   --resume_from_checkpoint last
 
 stage "pack the three adapters into $RUN/model"
+# the run's own copy names its local base folder (the short base name resolves only for the
+# model shipped inside the package)
 [[ -f "$RUN/model/adapter_model.safetensors" ]] || "$BIN/search-r3-train" pack-adapter \
-  "$RUN/sft" "$RUN/sft-reasoning" "$RUN/rl" -o "$RUN/model" --base smollm2-135m-instruct
+  "$RUN/sft" "$RUN/sft-reasoning" "$RUN/rl" -o "$RUN/model" --base "$(cd "$RUN/untrained" && pwd)"
 if [[ -n "$SHIP" ]]; then
   "$BIN/search-r3-train" pack-adapter "$RUN/sft" "$RUN/sft-reasoning" "$RUN/rl" -o "$SHIP" \
     --base smollm2-135m-instruct
