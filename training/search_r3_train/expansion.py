@@ -44,7 +44,7 @@ def _stemmer():  # PyStemmer has no type stubs
         from search_r3.errors import SearchR3Error
 
         raise SearchR3Error(
-            "Expansion reasoning needs PyStemmer: pip install PyStemmer (or search-r3-train[data])."
+            "Expansion reasoning needs PyStemmer: pip install PyStemmer."
         ) from exc
     return Stemmer.Stemmer("english")
 
