@@ -136,6 +136,17 @@ def general_examples(
     return out
 
 
+def unique_ids(docs: Sequence[GeneralDoc]) -> list[GeneralDoc]:
+    """``docs`` with repeated ids (the same headword twice) made unique by a ``#n`` suffix."""
+    seen: Counter[str] = Counter()
+    out = []
+    for doc in docs:
+        seen[doc.doc_id] += 1
+        n = seen[doc.doc_id]
+        out.append(doc if n == 1 else GeneralDoc(f"{doc.doc_id}#{n}", doc.query, doc.text, doc.source))
+    return out
+
+
 def write_beir(docs: Sequence[GeneralDoc], folder: str | Path) -> int:
     """A BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv): each query judges its document."""
     folder = Path(folder)
@@ -249,7 +260,7 @@ def main(argv: Sequence[str]) -> int:
             install(name)
             docs = list(read_source(name, args.max_per_source, args.seed))
         licences[name] = {"licence": SOURCES[name].licence, "install": SOURCES[name].install}
-        for doc in docs:
+        for doc in unique_ids(docs):
             (heldout_docs if heldout_member(doc.doc_id, args.heldout_percent) else train_docs).append(doc)
         logger.info("%s: %d pairs read.", name, len(docs))
     for name, items in general_examples(train_docs, args.pseudo_depth, 1).items():

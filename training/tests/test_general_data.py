@@ -22,6 +22,7 @@ from search_r3_train.general_data import (
     crop_pair,
     heldout_member,
     sentences,
+    unique_ids,
     write_beir,
 )
 from search_r3_train.general_sources import (
@@ -235,9 +236,13 @@ def test_heldout_set_is_stable_and_readable_by_the_beir_loader(tmp_path: Path):
     assert 20 <= len(held) <= 65
     docs = [GeneralDoc("man:ls.1", "list directory contents", "List information about files.", "man")]
     docs.append(GeneralDoc("python:os", "OS routines", "This module exports functions.", "python"))
+    docs.append(GeneralDoc("man:ls.1", "again", "A second page with the same id.", "man"))
+    docs = unique_ids(docs)
+    assert [d.doc_id for d in docs] == ["man:ls.1", "python:os", "man:ls.1#2"]
     write_beir(docs, tmp_path / "heldout")
     collection = load_beir(tmp_path / "heldout")
-    assert collection.queries == {"q0": "list directory contents", "q1": "OS routines"}
+    assert collection.queries == {"q0": "list directory contents", "q1": "OS routines", "q2": "again"}
+    assert len(collection.corpus) == 3
     assert collection.qrels["q1"] == {"python:os": 1}
 
 
