@@ -174,6 +174,20 @@ class LossArguments:
         default=True,
         metadata={"help": "use every process's documents as negatives (all-gather with gradients)."},
     )
+    loss_weight_distill: float = field(
+        default=0.0,
+        metadata={
+            "help": "weight of the listwise KL to the teacher scores stored in the data "
+            "(build-general-data --teacher); rows without teacher scores are left out."
+        },
+    )
+    distill_temperature: float = field(
+        default=0.05, metadata={"help": "temperature of the student's cosine scores in the distill term."}
+    )
+    distill_teacher_temperature: float = field(
+        default=0.002,
+        metadata={"help": "temperature of the teacher's scores (RRF scores lie within about 0.02-0.033)."},
+    )
 
     def check(self) -> None:
         """Reject settings that make no loss or divide by zero."""
@@ -182,6 +196,7 @@ class LossArguments:
             self.loss_weight_kl,
             self.loss_weight_infonce,
             self.loss_weight_triplet,
+            self.loss_weight_distill,
         ]
         if any(w < 0 for w in weights):
             raise ConfigError("Loss weights must be >= 0.")
@@ -192,3 +207,5 @@ class LossArguments:
             )
         if self.infonce_temperature <= 0:
             raise ConfigError("infonce_temperature must be > 0 (e.g. 0.05).")
+        if self.distill_temperature <= 0 or self.distill_teacher_temperature <= 0:
+            raise ConfigError("distill_temperature and distill_teacher_temperature must be > 0.")

@@ -21,6 +21,7 @@ Train search-r3 reasoning embedding models.
 commands:
   sft              stage 1: contrastive supervised fine-tuning (LM + KL + InfoNCE + triplet)
   build-data       reasoning-annotated training data from a collection (offline)
+  build-general-data  the v2 recipe's data: collection + general text installed here (offline)
   mine-negatives   add hard negatives (BM25 or the current model) to training data
   pack-adapter     combine the LoRA adapters of both stages into one adapter to ship
   rl               stage 2: reinforcement learning (GRPO) with a retrieval reward
@@ -52,6 +53,7 @@ def _load(module: str) -> Callable[[list[str]], int]:
 COMMANDS = {
     "sft": "search_r3_train.sft",
     "build-data": "search_r3_train.build_data",
+    "build-general-data": "search_r3_train.general_data",
     "mine-negatives": "search_r3_train.mine_negatives",
     "pack-adapter": "search_r3_train.pack_adapter",
     "rl": "search_r3_train.rl.cli",

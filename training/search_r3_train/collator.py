@@ -74,13 +74,17 @@ class SFTCollator:
 
     def __call__(self, batch: Sequence[TrainingExample]) -> dict[str, Any]:
         queries, assistant_lengths, documents, positive_keys = [], [], [], []
+        teacher, has_teacher = [], []
         for example in batch:
             ids, assistant = self.query_sequence(example)
             queries.append(ids)
             assistant_lengths.append(assistant)
-            documents.append(self.rng.choice(example.pos))
-            documents.extend(self._negatives(example, batch))
+            group = [self.rng.choice(example.pos), *self._negatives(example, batch)]
+            documents.extend(group)
             positive_keys.append([text_key(t) for t in example.pos])
+            scores = teacher_group(example, group)
+            has_teacher.append(scores is not None)
+            teacher.append(scores or [0.0] * len(group))
         query_ids, query_mask = pad_batch(queries, self.pad_id, side="left")
         # labels[b, t] is the token at t when t lies in the assistant turn (to be predicted from t-1)
         labels = torch.full_like(query_ids, IGNORE_INDEX)
@@ -102,4 +106,17 @@ class SFTCollator:
             "doc_attention_mask": doc_mask,
             "doc_keys": torch.tensor([text_key(t) for t in documents], dtype=torch.long),
             "query_positive_keys": pos_keys,
+            "teacher_scores": torch.tensor(teacher, dtype=torch.float32),
+            "teacher_mask": torch.tensor(has_teacher, dtype=torch.bool),
         }
+
+
+def teacher_group(example: TrainingExample, group: Sequence[str]) -> list[float] | None:
+    """The example's teacher scores of the texts in ``group``, or None when one has none."""
+    if example.teacher_pos is None:
+        return None
+    known = dict(zip(example.neg, example.teacher_neg or [], strict=False))
+    known.update(zip(example.pos, example.teacher_pos, strict=False))
+    if any(text not in known for text in group):
+        return None  # a stand-in negative from another example: no teacher score for it
+    return [known[text] for text in group]

@@ -40,11 +40,16 @@ class TrainingExample:
     neg: list[str] = field(default_factory=list)
     reasoning: str | None = None
     source: str = ""
+    #: Teacher scores of ``pos`` and ``neg`` (same order), for listwise distillation; optional.
+    teacher_pos: list[float] | None = None
+    teacher_neg: list[float] | None = None
 
     def to_json(self) -> dict[str, Any]:
         row: dict[str, Any] = {"query": self.query, "pos": self.pos, "neg": self.neg}
         if self.reasoning:
             row["reasoning"] = self.reasoning
+        if self.teacher_pos is not None:
+            row["teacher_pos"], row["teacher_neg"] = self.teacher_pos, self.teacher_neg or []
         return row
 
 
@@ -84,13 +89,29 @@ def parse_example(row: Any, source: str) -> TrainingExample:
     reasoning = row.get("reasoning")
     if reasoning is not None and not isinstance(reasoning, str):
         raise ValueError(f'"reasoning" must be a string or null, got {type(reasoning).__name__}')
+    teacher = {key: _check_scores(row, key) for key in ("teacher_pos", "teacher_neg")}
     return TrainingExample(
         query=query,
         pos=list(row["pos"]),
         neg=list(row.get("neg", [])),
         reasoning=reasoning or None,
         source=source,
+        **teacher,
     )
+
+
+def _check_scores(row: dict[str, Any], key: str) -> list[float] | None:
+    """``row[key]`` as teacher scores, one number per text of ``pos``/``neg``; None when absent."""
+    if key not in row:
+        return None
+    value, texts = row[key], row.get(key.removeprefix("teacher_"), [])
+    if not isinstance(value, list) or not all(
+        isinstance(x, int | float) and not isinstance(x, bool) for x in value
+    ):
+        raise ValueError(f'"{key}" must be a list of numbers')
+    if len(value) != len(texts):
+        raise ValueError(f'"{key}" has {len(value)} scores for {len(texts)} texts')
+    return [float(x) for x in value]
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[TrainingExample]:

@@ -101,3 +101,26 @@ def gather_no_grad(tensor: torch.Tensor) -> torch.Tensor:
     parts = [torch.empty_like(tensor) for _ in range(size)]
     dist.all_gather(parts, tensor.contiguous())
     return torch.cat(parts, dim=0)
+
+
+def listwise_distill_loss(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    student_temperature: float,
+    teacher_temperature: float,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Mean over rows of KL(p_teacher ‖ p_student), each a softmax over the row's candidates.
+
+    Args:
+        student: ``(B, G)`` student scores (cosine similarities), divided by ``student_temperature``.
+        teacher: ``(B, G)`` teacher scores (e.g. RRF), divided by ``teacher_temperature``.
+        mask: optional ``(B,)`` bool, rows that have teacher scores; the others are left out.
+    """
+    log_student = F.log_softmax(student.float() / student_temperature, dim=-1)
+    log_teacher = F.log_softmax(teacher.float() / teacher_temperature, dim=-1)
+    per_row = (log_teacher.exp() * (log_teacher - log_student)).sum(-1)
+    if mask is None:
+        return per_row.mean()
+    weights = mask.to(per_row.dtype)
+    return (per_row * weights).sum() / weights.sum().clamp(min=1)

@@ -23,6 +23,7 @@ from search_r3_train.losses import (
     gather_with_grad,
     infonce_loss,
     kl_loss,
+    listwise_distill_loss,
     lm_loss,
     triplet_loss,
     world,
@@ -122,11 +123,21 @@ class SFTTrainer(Trainer):
             terms["infonce"] = self._infonce(query.embeddings, docs, inputs)
         if la.loss_weight_triplet > 0 and self.group_size > 1:
             terms["triplet"] = triplet_loss(query.embeddings, groups[:, 0], groups[:, 1:], la.triplet_margin)
+        if la.loss_weight_distill > 0 and self.group_size > 1 and "teacher_scores" in inputs:
+            student = torch.nn.functional.cosine_similarity(query.embeddings[:, None], groups, dim=-1)
+            terms["distill"] = listwise_distill_loss(
+                student,
+                inputs["teacher_scores"],
+                la.distill_temperature,
+                la.distill_teacher_temperature,
+                inputs["teacher_mask"],
+            )
         weights = {
             "lm": la.loss_weight_lm,
             "kl": la.loss_weight_kl,
             "infonce": la.loss_weight_infonce,
             "triplet": la.loss_weight_triplet,
+            "distill": la.loss_weight_distill,
         }
         loss = sum(weights[name] * value for name, value in terms.items())
         for name, value in terms.items():
