@@ -18,6 +18,7 @@
 # reasoning that only restates the query (the ablation of the expansion reasoning).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source training/recipes/_stages.sh
 
 RUN=${RUN:-runs/v2}
 DATA=${DATA:-../shared/data/cranfield}
@@ -30,17 +31,11 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
 mkdir -p "$RUN"
 exec > >(tee -a "$RUN/recipe.log") 2>&1
-stage() { printf '\n== %s  (%s)\n' "$1" "$(date '+%H:%M:%S')"; }
 start=$(date +%s)
-
-if [[ ! -f "$DATA/cran.all.1400" ]]; then
-  echo "error: the Cranfield collection is not at $DATA; set DATA=/path/to/cranfield" >&2
-  exit 2
-fi
+require_cranfield
 
 stage "untrained start"
-[[ -f "$RUN/untrained/config.json" ]] || "$BIN/search-r3" init smollm2-135m-instruct "$RUN/untrained" \
-  --no-repeat-ngram-size 3
+init_untrained
 
 stage "training data: build-general-data (reasoning: $STYLE)"
 [[ -f "$RUN/train_reasoning.jsonl" ]] || "$BIN/search-r3-train" build-general-data "$DATA" \
@@ -48,28 +43,20 @@ stage "training data: build-general-data (reasoning: $STYLE)"
   --reasoning_style "$STYLE" --max_per_source "$PER_SOURCE" --teacher
 
 stage "stage 1: contrastive SFT + distillation"
-[[ -f "$RUN/sft/adapter_model.safetensors" ]] || "$BIN/search-r3-train" sft --config "$CONFIGS/sft.yaml" \
-  --model_name_or_path "$RUN/untrained" --train_file "$RUN/train.jsonl" --output_dir "$RUN/sft" \
-  --resume_from_checkpoint last
+sft_stage sft.yaml "$RUN/untrained" "$RUN/train.jsonl" sft
 
 stage "stage 1b: the reasoning turn"
-[[ -f "$RUN/sft-reasoning/adapter_model.safetensors" ]] || "$BIN/search-r3-train" sft \
-  --config "$CONFIGS/sft_reasoning.yaml" --model_name_or_path "$RUN/sft" \
-  --train_file "$RUN/train_reasoning.jsonl" --output_dir "$RUN/sft-reasoning" --resume_from_checkpoint last
+sft_stage sft_reasoning.yaml "$RUN/sft" "$RUN/train_reasoning.jsonl" sft-reasoning
 
 stage "stage 2: RL (GRPO, DCG_scaled)"
-[[ -f "$RUN/rl/adapter_model.safetensors" ]] || "$BIN/search-r3-train" rl --config "$CONFIGS/rl.yaml" \
-  --model_name_or_path "$RUN/sft-reasoning" --train_file "$DATA" --output_dir "$RUN/rl" \
-  --resume_from_checkpoint last
+rl_stage "$RUN/sft-reasoning"
 
 stage "pack the three adapters into $RUN/model"
 # the run's own copy names its local base folder (the short base name resolves only for the
 # model shipped inside the package)
-[[ -f "$RUN/model/adapter_model.safetensors" ]] || "$BIN/search-r3-train" pack-adapter \
-  "$RUN/sft" "$RUN/sft-reasoning" "$RUN/rl" -o "$RUN/model" --base "$(cd "$RUN/untrained" && pwd)"
+[[ -f "$RUN/model/adapter_model.safetensors" ]] || pack_stages "$RUN/model" "$(cd "$RUN/untrained" && pwd)"
 if [[ -n "$SHIP" ]]; then
-  "$BIN/search-r3-train" pack-adapter "$RUN/sft" "$RUN/sft-reasoning" "$RUN/rl" -o "$SHIP" \
-    --base smollm2-135m-instruct
+  pack_stages "$SHIP" smollm2-135m-instruct
 fi
 
 stage "eval: Cranfield test split and the held-out general set"

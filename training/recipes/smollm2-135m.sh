@@ -12,6 +12,7 @@
 # interrupted, so re-running the command continues where it stopped. Set RUN to train elsewhere.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source training/recipes/_stages.sh
 
 RUN=${RUN:-runs/recipe}
 DATA=${DATA:-../shared/data/cranfield}
@@ -19,18 +20,11 @@ BIN=${BIN:-.venv/bin}
 CONFIGS=training/search_r3_train/configs/recipes/smollm2-135m
 SHIP=${SHIP:-search_r3/models/search-r3-smollm2-135m}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-
-stage() { printf '\n== %s  (%s)\n' "$1" "$(date '+%H:%M:%S')"; }
 start=$(date +%s)
-
-if [[ ! -f "$DATA/cran.all.1400" ]]; then
-  echo "error: the Cranfield collection is not at $DATA; set DATA=/path/to/cranfield" >&2
-  exit 2
-fi
+require_cranfield
 
 stage "untrained start: search-r3 init smollm2-135m-instruct"
-[[ -f "$RUN/untrained/config.json" ]] || "$BIN/search-r3" init smollm2-135m-instruct "$RUN/untrained" \
-  --no-repeat-ngram-size 3
+init_untrained
 
 stage "training data: build-data (train queries + title pseudo-queries)"
 [[ -f "$RUN/train.jsonl" ]] || "$BIN/search-r3-train" build-data "$DATA" -o "$RUN/train.jsonl" --title_queries
@@ -38,22 +32,15 @@ stage "training data: build-data (train queries + title pseudo-queries)"
   -o "$RUN/train_reasoning.jsonl" --title_queries --reasoning_share 1
 
 stage "stage 1: contrastive SFT"
-[[ -f "$RUN/sft/adapter_model.safetensors" ]] || "$BIN/search-r3-train" sft --config "$CONFIGS/sft.yaml" \
-  --model_name_or_path "$RUN/untrained" --train_file "$RUN/train.jsonl" --output_dir "$RUN/sft" \
-  --resume_from_checkpoint last
+sft_stage sft.yaml "$RUN/untrained" "$RUN/train.jsonl" sft
 
 stage "stage 1b: SFT pass on the reasoning turn"
-[[ -f "$RUN/sft-reasoning/adapter_model.safetensors" ]] || "$BIN/search-r3-train" sft \
-  --config "$CONFIGS/sft_reasoning.yaml" --model_name_or_path "$RUN/sft" \
-  --train_file "$RUN/train_reasoning.jsonl" --output_dir "$RUN/sft-reasoning" --resume_from_checkpoint last
+sft_stage sft_reasoning.yaml "$RUN/sft" "$RUN/train_reasoning.jsonl" sft-reasoning
 
 stage "stage 2: RL (GRPO, retrieval reward)"
-[[ -f "$RUN/rl/adapter_model.safetensors" ]] || "$BIN/search-r3-train" rl --config "$CONFIGS/rl.yaml" \
-  --model_name_or_path "$RUN/sft-reasoning" --train_file "$DATA" --output_dir "$RUN/rl" \
-  --resume_from_checkpoint last
+rl_stage "$RUN/sft-reasoning"
 
 stage "pack the three adapters into $SHIP"
-"$BIN/search-r3-train" pack-adapter "$RUN/sft" "$RUN/sft-reasoning" "$RUN/rl" -o "$SHIP" \
-  --base smollm2-135m-instruct
+pack_stages "$SHIP" smollm2-135m-instruct
 
 printf '\ndone in %d min. Evaluate it (docs/model-card.md): make model-eval\n' $(( ($(date +%s) - start) / 60 ))

@@ -207,13 +207,12 @@ def annotate_reasoning(
     return count
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="search-r3-train build-data",
-        description="Build reasoning-annotated training data (JSON lines) from a collection, offline.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def add_collection_options(parser: argparse.ArgumentParser, depth_help: str) -> None:
+    """Add the options every data builder shares.
+
+    They are the collection, the output, the query split, the BM25 negative depth, the reasoning
+    share and the seed.
+    """
     parser.add_argument("collection", help="collection folder (Cranfield, BEIR or TREC layout)")
     parser.add_argument("-o", "--output", required=True, help="JSON lines file to write")
     parser.add_argument(
@@ -224,7 +223,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--split_fractions", type=float, nargs=3, default=[0.5, 0.2, 0.3])
     parser.add_argument("--split_seed", type=int, default=13)
-    parser.add_argument("--depth", type=int, default=30, help="BM25 hard negatives kept per judged query")
+    parser.add_argument("--depth", type=int, default=30, help=depth_help)
+    parser.add_argument(
+        "--reasoning_share",
+        type=float,
+        default=0.5,
+        help="share of examples annotated with reasoning (the rest train the direct mode; default 0.5)",
+    )
+    parser.add_argument("--seed", type=int, default=13)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="search-r3-train build-data",
+        description="Build reasoning-annotated training data (JSON lines) from a collection, offline.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_collection_options(parser, depth_help="BM25 hard negatives kept per judged query")
     parser.add_argument(
         "--title_queries", action="store_true", help="add one title pseudo-query per titled document"
     )
@@ -235,13 +251,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=10,
         help="BM25 hits skipped before a title query's negatives (likely relevant; default: 10)",
     )
-    parser.add_argument(
-        "--reasoning_share",
-        type=float,
-        default=0.5,
-        help="share of examples annotated with reasoning (the rest train the direct mode; default 0.5)",
-    )
-    parser.add_argument("--seed", type=int, default=13)
     return parser
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from search_r3.collections import Collection
 from search_r3.errors import SearchR3Error
-from search_r3_train.build_data import MIN_POSITIVE_CHARS, strip_title, title_examples
+from search_r3_train.build_data import MIN_POSITIVE_CHARS, add_collection_options, strip_title, title_examples
 from search_r3_train.data import TrainingExample, collection_split, examples_from_collection, write_jsonl
 from search_r3_train.expansion import REASONING_STYLES, TermStatistics, expansion_reasoning
 from search_r3_train.general_sources import SOURCES, GeneralDoc, SourceMissingError, install, read_source
@@ -202,14 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("collection", help="collection folder (Cranfield, BEIR or TREC layout)")
-    parser.add_argument("-o", "--output", required=True, help="JSON lines file to write")
+    add_collection_options(parser, depth_help="BM25 negatives per judged query")
     parser.add_argument("--reasoning_copy", help="also write the same examples, every one with reasoning")
     parser.add_argument("--heldout", help="folder for the held-out general-domain BEIR set")
-    parser.add_argument("--split", default="train", choices=["train", "dev"])
-    parser.add_argument("--split_fractions", type=float, nargs=3, default=[0.5, 0.2, 0.3])
-    parser.add_argument("--split_seed", type=int, default=13)
-    parser.add_argument("--depth", type=int, default=30, help="BM25 negatives per judged query")
     parser.add_argument("--pseudo_depth", type=int, default=15, help="BM25 negatives per pseudo-query")
     parser.add_argument("--no_titles", action="store_true", help="leave out title pseudo-queries")
     parser.add_argument("--no_crops", action="store_true", help="leave out inverse-cloze crops")
@@ -222,10 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--heldout_percent", type=float, default=10.0, help="general docs held out (%%)")
     parser.add_argument("--install", action="store_true", help="apt-get install missing sources")
     parser.add_argument("--reasoning_style", choices=REASONING_STYLES, default="expansion")
-    parser.add_argument("--reasoning_share", type=float, default=0.5)
     parser.add_argument("--layout_share", type=float, default=0.3, help="texts re-wrapped with line breaks")
     parser.add_argument("--teacher", action="store_true", help="store BM25+MiniLM RRF teacher scores")
-    parser.add_argument("--seed", type=int, default=13)
     return parser
 
 
