@@ -86,13 +86,18 @@ class Collection:
 
 
 # -- entry points ---------------------------------------------------------------------------------
-def load_collection(path: PathLike, split: str = "test", name: str | None = None) -> Collection:
+def load_collection(
+    path: PathLike, split: str = "test", name: str | None = None, keep_line_breaks: bool = False
+) -> Collection:
     """Load a BEIR, TREC or classic-format (Cranfield) collection from a folder, detecting the layout.
 
     Args:
         path: The collection folder.
         split: For BEIR folders, which ``qrels/<split>.tsv`` to read.
         name: Name for reports (default: the folder name).
+        keep_line_breaks: Classic-format records keep their original line breaks instead of being
+            joined into one line (BEIR and TREC texts are always read as stored). Used to measure
+            how sensitive a model is to document layout.
     """
     root = Path(path).expanduser()
     if not root.exists():
@@ -104,7 +109,7 @@ def load_collection(path: PathLike, split: str = "test", name: str | None = None
     if (root / "corpus.jsonl").is_file() and (root / "queries.jsonl").is_file() and (root / "qrels").is_dir():
         return load_beir(root, split=split, name=name)
     if _classic_files(root) is not None:
-        return load_classic(root, name=name)
+        return load_classic(root, name=name, keep_line_breaks=keep_line_breaks)
     if _find(root, _TREC_CORPUS) and _find(root, _TREC_TOPICS) and _find(root, _TREC_QRELS):
         return load_trec(root, name=name)
     listing = ", ".join(sorted(p.name for p in root.iterdir())[:12]) or "(empty)"
@@ -132,8 +137,14 @@ def load_cranfield(path: PathLike) -> Collection:
     return _load_classic_files(*files, name="cranfield")
 
 
-def load_classic(path: PathLike, name: str | None = None) -> Collection:
-    """A classic-format (SMART ``.I``/``.T``/``.W``) collection from a folder."""
+def load_classic(path: PathLike, name: str | None = None, keep_line_breaks: bool = False) -> Collection:
+    """A classic-format (SMART ``.I``/``.T``/``.W``) collection from a folder.
+
+    Args:
+        path: The collection folder.
+        name: Name for reports (default: the folder name).
+        keep_line_breaks: Keep each field's original line breaks (default: join into one line).
+    """
     root = Path(path).expanduser()
     files = _classic_files(root)
     if files is None:
@@ -141,7 +152,7 @@ def load_classic(path: PathLike, name: str | None = None) -> Collection:
             f"{root} holds no classic collection: expected a documents file (*.all*), a queries "
             "file (*.qry) and a qrels file (*qrel*)."
         )
-    return _load_classic_files(*files, name=name or root.name)
+    return _load_classic_files(*files, name=name or root.name, keep_line_breaks=keep_line_breaks)
 
 
 def check_fractions(fractions: Sequence[float]) -> None:
@@ -326,7 +337,13 @@ def _classic_files(root: Path) -> tuple[Path, Path, Path] | None:
     return None
 
 
-def _iter_records(path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+def _field_text(lines: list[str], keep_line_breaks: bool) -> str:
+    if keep_line_breaks:
+        return "\n".join(line for line in lines if line)
+    return " ".join(" ".join(lines).split())
+
+
+def _iter_records(path: Path, keep_line_breaks: bool = False) -> Iterator[tuple[str, dict[str, str]]]:
     """``(id, {field letter: text})`` for each ``.I`` record; a ``.I`` line without an id is skipped."""
     record_id: str | None = None
     fields: dict[str, list[str]] = {}
@@ -335,7 +352,7 @@ def _iter_records(path: Path) -> Iterator[tuple[str, dict[str, str]]]:
         for line in handle:
             if line.startswith(".I"):
                 if record_id is not None:
-                    yield record_id, {k: " ".join(" ".join(v).split()) for k, v in fields.items()}
+                    yield record_id, {k: _field_text(v, keep_line_breaks) for k, v in fields.items()}
                 parts = line.split()
                 record_id = parts[1] if len(parts) > 1 else None
                 fields, current = {}, None
@@ -345,12 +362,15 @@ def _iter_records(path: Path) -> Iterator[tuple[str, dict[str, str]]]:
             elif current is not None and record_id is not None:
                 fields[current].append(line.strip())
     if record_id is not None:
-        yield record_id, {k: " ".join(" ".join(v).split()) for k, v in fields.items()}
+        yield record_id, {k: _field_text(v, keep_line_breaks) for k, v in fields.items()}
 
 
-def _load_classic_files(docs_file: Path, queries_file: Path, qrels_file: Path, name: str) -> Collection:
+def _load_classic_files(
+    docs_file: Path, queries_file: Path, qrels_file: Path, name: str, keep_line_breaks: bool = False
+) -> Collection:
     corpus: dict[str, dict[str, str]] = {}
-    for doc_id, fields in _iter_records(docs_file):
+    # only documents keep their layout: queries are one line in every collection format
+    for doc_id, fields in _iter_records(docs_file, keep_line_breaks):
         title = fields.get("T", "")
         text = fields.get("W", "")
         # Cranfield's abstracts repeat the title as their first sentence; kept as shipped, so

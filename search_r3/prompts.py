@@ -132,6 +132,8 @@ class PromptBuilder:
 
     # -- prompts ----------------------------------------------------------------------------
     def _user_ids(self, text: str, reserved: int) -> list[int]:
+        if self.settings.collapse_whitespace:
+            text = " ".join(text.split())
         ids = self.encode_plain(text[: self.max_length * CHARS_PER_TOKEN])
         budget = self.max_length - reserved
         if budget <= 0:

@@ -74,6 +74,10 @@ class SearchR3Settings:
             (the prompt is not counted, so query words can be copied); stops the loops small
             models fall into under greedy decoding. 0: off.
         normalize: Whether embeddings are L2-normalised (compare by cosine / dot product).
+        collapse_whitespace: Queries and documents have every run of whitespace (line breaks,
+            tabs, indents) replaced by one space before they are tokenised, so a document's
+            layout does not move its embedding (measured on Cranfield with line breaks kept:
+            docs/model-card.md). False keeps texts as given.
     """
 
     embed_token: str = EMBED_TOKEN
@@ -86,6 +90,7 @@ class SearchR3Settings:
     max_reasoning_tokens: int = 128
     no_repeat_ngram_size: int = 0
     normalize: bool = True
+    collapse_whitespace: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -164,3 +164,14 @@ def test_cranfield(cranfield_dir: Path) -> None:
     assert gains == {1, 2, 3, 4}
     assert c.doc_text("1").startswith("experimental investigation of the aerodynamics of a wing")
     assert load_collection(cranfield_dir).qrels == c.qrels  # auto-detected as classic format
+
+
+def test_classic_documents_can_keep_their_line_breaks(tmp_path: Path) -> None:
+    root = write_classic(tmp_path / "mini")
+    kept = load_collection(root, keep_line_breaks=True)
+    joined = load_collection(root)
+    assert kept.doc_text("1") == "wing theory .\nwing theory .\nlift of thin wings ."
+    # the same words either way; queries stay one line in both
+    for doc_id in joined.corpus:
+        assert kept.doc_text(doc_id).split() == joined.doc_text(doc_id).split()
+    assert kept.queries == joined.queries

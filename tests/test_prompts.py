@@ -160,3 +160,13 @@ def test_tokenizer_without_chat_template(tiny_llama_dir):
     tokenizer.chat_template = None
     with pytest.raises(ValueError, match="chat template"):
         PromptBuilder(tokenizer, SearchR3Settings())
+
+
+@pytest.mark.parametrize("kind", ["document", "query"])
+def test_layout_is_collapsed_unless_the_settings_keep_it(tokenizer, kind):
+    laid_out, flat = "wing theory .\n\n  lift of\tthin wings .", "wing theory . lift of thin wings ."
+    collapsing = PromptBuilder(tokenizer, SearchR3Settings())
+    assert collapsing.build([laid_out], kind) == collapsing.build([flat], kind)
+    keeping = PromptBuilder(tokenizer, SearchR3Settings(collapse_whitespace=False))
+    assert keeping.build([laid_out], kind) != keeping.build([flat], kind)
+    assert keeping.build([flat], kind) == collapsing.build([flat], kind)

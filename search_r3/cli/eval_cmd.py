@@ -120,6 +120,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--no-bm25", action="store_true", help="leave out the BM25 row")
     parser.add_argument(
+        "--keep-line-breaks",
+        action="store_true",
+        help="classic-format documents keep their original line breaks (default: joined lines)",
+    )
+    parser.add_argument(
         "--metrics",
         nargs="+",
         type=metric_name,
@@ -244,7 +249,7 @@ def run(args: argparse.Namespace) -> int:
         store_rows,
     )
 
-    collection = load_collection(args.data, split=args.split)
+    collection = load_collection(args.data, split=args.split, keep_line_breaks=args.keep_line_breaks)
     if args.queries != "all":
         collection = split_queries(collection)[args.queries]
     judged = collection.judged_query_ids()
