@@ -225,11 +225,29 @@ def open_client(
     return open_store_client(path, url, api_key, backend=backend, default_folder=default)
 
 
-def require_collection(client: QdrantClient, collection_name: str) -> None:
-    """Raise a clear error (listing the collections there are) when ``collection_name`` is missing."""
-    if client.collection_exists(collection_name):
-        return
-    names = sorted(c.name for c in client.get_collections().collections)
+def require_collection(client: QdrantClient, collection_name: str, *, non_empty: bool = False) -> None:
+    """Raise a clear error (listing the collections there are) when ``collection_name`` is missing.
+
+    With ``non_empty``, a collection without documents is an error too (nothing to search). A
+    server that stops answering is a one-line `StoreError`. The CLI checks this before it loads
+    a model.
+    """
+    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+    try:
+        if client.collection_exists(collection_name):
+            if non_empty and int(client.count(collection_name, exact=True).count) == 0:
+                raise MissingCollectionError(
+                    f"Collection {collection_name!r} is empty; index documents first: "
+                    f"search-r3 index PATH --collection {collection_name}"
+                )
+            return
+        names = sorted(c.name for c in client.get_collections().collections)
+    except (ResponseHandlingException, UnexpectedResponse) as exc:
+        raise StoreError(
+            f"Could not reach the Qdrant server ({' '.join(str(exc).split())}); check --url / $QDRANT_URL "
+            "and that the server is running, or drop --url to use the local store."
+        ) from exc
     existing = f"the store holds {', '.join(repr(n) for n in names)}" if names else "the store is empty"
     raise MissingCollectionError(
         f"No collection {collection_name!r} ({existing}). Pick one with --collection, or index "

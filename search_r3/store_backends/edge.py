@@ -504,7 +504,12 @@ def _match(match: Any) -> Any:
     if match is None:
         return None
     if isinstance(match, models.MatchValue):
-        return qe.MatchValue(match.value)
+        value = match.value
+        if isinstance(value, bool):  # qdrant-edge 0.9 reads a Python bool as the integer 0/1
+            import numpy as np
+
+            value = np.bool_(value)
+        return qe.MatchValue(value)
     if isinstance(match, models.MatchAny):
         return qe.MatchAny(list(match.any))
     if isinstance(match, models.MatchExcept):
