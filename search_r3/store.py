@@ -1116,9 +1116,8 @@ class QdrantStore:
         self.close()
 
     def __repr__(self) -> str:
-        where = "local" if self.local else "server"
         kind = ", hybrid" if self.hybrid else ""
-        return f"QdrantStore({self.collection_name!r}, {where}, dim={self.dimension}{kind})"
+        return f"QdrantStore({self.collection_name!r}, {self.backend}, dim={self.dimension}{kind})"
 
 
 def scroll_points(

@@ -238,3 +238,34 @@ def test_a_folder_keeps_its_engine(tmp_path: Path, tiny_embeddings, caplog) -> N
         open_client(tmp_path / "x", backend="qdrant")
     with pytest.raises(StoreOptionsError, match="stores in a folder"):
         open_client(":memory:", backend="edge")
+
+
+def test_cli_backend_and_search_parameters(tiny_llama_dir: Path, tmp_path: Path, capsys) -> None:
+    import json
+
+    from search_r3.cli.main import main
+
+    (tmp_path / "notes").mkdir()
+    for name in ("wing", "heat", "bird"):
+        (tmp_path / "notes" / f"{name}.md").write_text(DOCS[name] + "\n")
+    model = ["--model", str(tiny_llama_dir)]
+    for backend in ("local", "edge"):
+        store = ["--path", str(tmp_path / backend), "--backend", backend]
+        assert main(["index", str(tmp_path / "notes"), *model, *store, "--json", "-q"]) == 0
+        summary = json.loads(capsys.readouterr().out)
+        assert summary["backend"] == backend and summary["count"] == 3
+        ranked = []
+        for extra in ([], ["--exact"], ["--hnsw-ef", "16"]):
+            argv = ["search", "wing lift", "--no-reasoning", "--mode", "dense", *extra, *model, "--json"]
+            assert main([*argv, "--path", str(tmp_path / backend), "-q"]) == 0  # the folder's engine
+            ranked.append([h["id"] for h in json.loads(capsys.readouterr().out)[0]["hits"]])
+        assert ranked[0] == ranked[1] == ranked[2] and len(ranked[0]) == 3
+    assert main(["search", "q", *model, "--path", str(tmp_path / "local"), "--backend", "edge", "-q"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds a qdrant-client local-mode store" in err[0] and "store migrate" in err[0]
+    with pytest.raises(SystemExit) as usage:
+        main(["search", "q", "--url", "http://localhost:6333", "--backend", "edge"])
+    assert usage.value.code == 2 and "--backend picks the engine of a local folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["search", "q", "--hnsw-ef", "0"])
+    assert "must be a whole number >= 1" in capsys.readouterr().err
