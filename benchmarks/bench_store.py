@@ -116,14 +116,19 @@ def bench_search(
             store.optimize(force=True)  # the embedded engine's index, as index() builds it
             load_s = time.perf_counter() - start
             store.search_by_vector(q[0], k=10)  # warm up
-            store_ms = []
+            store_ms, found = [], []
             for vec in q:
                 start = time.perf_counter()
                 hits = store.search_by_vector(vec, k=10)
                 store_ms.append((time.perf_counter() - start) * 1000)
-            # sanity: the store's best hit is the brute-force best
+                found.append({h.id for h in hits})
+            # sanity: an exact search's best hit is the brute-force best
             best = int(np.argmax(matrix @ q[-1]))
-            assert hits[0].id == f"p{best}", (hits[0].id, best)
+            exact = store.search_by_vector(q[-1], k=10, exact=True)
+            assert exact[0].id == f"p{best}", (exact[0].id, best)
+        # recall@10 of the (index) search against the exact top 10; random vectors are HNSW's hardest case
+        truth = [{f"p{j}" for j in np.argsort(-(matrix @ vec))[:10]} for vec in q]
+        recall = statistics.mean(len(f & t) / 10 for f, t in zip(found, truth, strict=True))
         numpy_ms = []
         for vec in q:
             start = time.perf_counter()
@@ -138,6 +143,7 @@ def bench_search(
                 "store_p95": float(np.percentile(store_ms, 95)),
                 "numpy_p50": statistics.median(numpy_ms),
                 "load_s": load_s,
+                "recall": recall,
             }
         )
         last = rows[-1]
@@ -326,12 +332,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nsearch latency, random unit vectors (dim {dim}), top 10, {args.queries} queries:")
     rows = bench_search(emb, args.sizes, args.queries)
     embed_ms = query_embed_ms(emb)
-    print("\n| points | store p50 ms | store p95 ms | numpy brute force p50 ms | store / numpy | load s |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print(
+        "\n| points | store p50 ms | store p95 ms | numpy brute force p50 ms | store / numpy "
+        "| load + index s "
+        "| recall@10 vs exact |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
             f"| {r['size']} | {r['store_p50']:.2f} | {r['store_p95']:.2f} | {r['numpy_p50']:.3f} | "
-            f"{r['store_p50'] / r['numpy_p50']:.1f}x | {r['load_s']:.1f} |"
+            f"{r['store_p50'] / r['numpy_p50']:.1f}x | {r['load_s']:.1f} | {r['recall']:.3f} |"
         )
     print(
         f"\nembedding one query without reasoning: {embed_ms:.1f} ms "
