@@ -330,9 +330,8 @@ class EdgeClient:
                 with_vector=with_vectors,
             )
         )
-        return [_record(r, models.Record) for r in records], (
-            None if next_offset is None else str(next_offset)
-        )
+        following = next_offset if next_offset is None or isinstance(next_offset, int) else str(next_offset)
+        return [_record(r, models.Record) for r in records], following
 
     def count(self, collection_name: str, count_filter: Any = None, exact: bool = True, **_: Any) -> Any:
         import qdrant_edge as qe
