@@ -403,6 +403,7 @@ class QdrantStore:
         if not self.client.collection_exists(self.collection_name):
             if self.hybrid:
                 self._create_hybrid_collection()
+                self._index_sources()
                 return
             self.client.create_collection(
                 self.collection_name,
@@ -410,6 +411,7 @@ class QdrantStore:
                 # which model made the vectors, so tools can reopen it with the same one
                 metadata={METADATA_MODEL_KEY: {"model": self.model_name, "dimension": self.dimension}},
             )
+            self._index_sources()
             return
         config = self.client.get_collection(self.collection_name).config
         stored = (getattr(config, "metadata", None) or {}).get(METADATA_MODEL_KEY) or {}
@@ -439,6 +441,18 @@ class QdrantStore:
                 f"{params.distance.value} distance, but the model {self._model_name()} makes vectors of "
                 f"size {self.dimension} compared by Cosine. It was indexed with another model: use a "
                 "different collection name, or delete it and index again with this model."
+            )
+
+    def _index_sources(self) -> None:
+        """Index ``metadata.source`` in the embedded engine: sync and delete filter by source.
+
+        (A server's payload indexes are the operator's choice; local mode has none.)
+        """
+        if self.backend == "edge":
+            from qdrant_client import models
+
+            self.client.create_payload_index(
+                self.collection_name, f"{METADATA_KEY}.source", models.PayloadSchemaType.KEYWORD
             )
 
     def _model_name(self) -> str:

@@ -269,3 +269,26 @@ def test_cli_backend_and_search_parameters(tiny_llama_dir: Path, tmp_path: Path,
     with pytest.raises(SystemExit):
         main(["search", "q", "--hnsw-ef", "0"])
     assert "must be a whole number >= 1" in capsys.readouterr().err
+
+
+def test_the_embedded_engine_indexes_sources_and_builds_its_index_while_indexing(
+    tmp_path: Path, tiny_embeddings, monkeypatch, count_calls
+) -> None:
+    from search_r3.store_backends import tuning
+
+    with QdrantStore(tiny_embeddings, "c", path=tmp_path / "db") as store:
+        schema = store.client.get_collection("c").payload_schema
+        assert schema["metadata.source"].data_type == models.PayloadSchemaType.KEYWORD
+        builds = count_calls(store.client, "optimize")
+        monkeypatch.setattr(
+            tuning, "OPTIMIZE_THRESHOLD", 4
+        )  # dense vectors waiting (sparse: indexed at once)
+        fill(store, ["wing", "heat", "shock"])  # 3 wait: below the threshold
+        assert builds == [] and store.client.unindexed_count("c") == 3
+        names = list(DOCS)
+        store.index([DOCS[n] for n in names], ids=names, metadatas=[METAS[n] for n in names])
+        assert len(builds) == 1 and store.client.unindexed_count("c") == 0
+        assert store.search(QUERY, k=1, reasoning=False, filter={"source": "c.md"}).hits[0].id in {
+            "paris",
+            "flutter",
+        }

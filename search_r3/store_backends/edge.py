@@ -160,6 +160,8 @@ class EdgeClient:
                 max_indexing_threads=tuning.INDEXING_THREADS,
             ),
             quantization_config=quantization,
+            # optimize() indexes whatever waits: when it runs is the store's choice (OPTIMIZE_THRESHOLD)
+            optimizers=qe.EdgeOptimizersConfig(indexing_threshold=tuning.INDEXING_THRESHOLD_KB),
         )
         shard = qe.EdgeShard.create(str(folder / SHARD_DIR), config)
         self._shards[collection_name] = shard
@@ -218,7 +220,12 @@ class EdgeClient:
             indexed_vectors_count=info.indexed_vectors_count,
             segments_count=info.segments_count,
             config=config,
-            payload_schema={},
+            payload_schema={
+                key: models.PayloadIndexInfo.model_construct(
+                    data_type=_schema_type(index.data_type), points=int(index.points)
+                )
+                for key, index in info.payload_schema.items()
+            },
         )
 
     def _shard(self, name: str) -> Any:
@@ -636,6 +643,17 @@ def _record(found: Any, kind: Any) -> Any:
     if kind is models.ScoredPoint:
         fields.update(version=found.version, score=float(found.score))
     return kind.model_construct(**fields)
+
+
+def _schema_type(kind: Any) -> Any:
+    """qdrant-client's ``PayloadSchemaType`` for a qdrant-edge one (by name)."""
+    from qdrant_client import models
+
+    name = str(getattr(kind, "name", kind)).rsplit(".", 1)[-1].lower()
+    try:
+        return models.PayloadSchemaType(name)
+    except ValueError:
+        return name
 
 
 def _completed() -> Any:

@@ -21,8 +21,12 @@ HNSW_EF: int | None = None
 #: 10,000 KB is Qdrant's default (about 4,400 vectors of 576 floats).
 HNSW_FULL_SCAN_THRESHOLD_KB = 10_000
 
-#: After a sync, build the search index when at least this many points are not indexed yet.
+#: After a sync, build the search index when at least this many dense vectors are not indexed yet.
 OPTIMIZE_THRESHOLD = 10_000
+
+#: Segments above this many kilobytes get an HNSW graph when `optimize` runs (1: every segment,
+#: so an optimize leaves nothing waiting; searches below ``HNSW_FULL_SCAN_THRESHOLD_KB`` stay exact).
+INDEXING_THRESHOLD_KB = 1
 
 #: Scalar (int8) quantisation of the dense vectors: 4x less memory for the search, the original
 #: vectors kept for rescoring.
