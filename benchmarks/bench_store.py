@@ -9,13 +9,17 @@
    embedded (local-mode) store folder, (d) written as ready-made vectors (store cost only).
    Repeats alternate (a)-(d) and keep each one's best time, so background load hits them alike.
    Target: (c) / (a) - 1 under 10 %.
-2. Search latency: random unit vectors of the model's dimension at each size, 200 queries through
-   ``search_by_vector`` (top 10), against a NumPy brute-force top-10 over the same matrix as the
-   baseline, and against the time to embed one query without reasoning.
-3. Hybrid latency (``--hybrid-sizes``): an in-memory hybrid store of random unit vectors with the
-   BM25 vectors of real texts (Cranfield abstracts, cycled), Cranfield queries; dense, sparse and
+2. Search latency: random unit vectors of the model's dimension at each size in a store folder
+   (the embedded engine, index built), 200 queries through ``search_by_vector`` (top 10),
+   against a NumPy brute-force top-10 over the same matrix as the baseline, and against the time
+   to embed one query without reasoning.
+3. Hybrid latency (``--hybrid-sizes``): a hybrid store of random unit vectors with the BM25
+   vectors of real texts (Cranfield abstracts, cycled), Cranfield queries; dense, sparse and
    hybrid (RRF, DBSF) search of the same collection, timed query by query in rotation, and a
-   dense-only collection of the same vectors. Target: hybrid p50 <= 2x dense p50.
+   dense-only collection of the same vectors. Once per engine of ``--backends``: ``edge`` (the
+   embedded Qdrant engine, the default for a folder; its HNSW index built after loading, as
+   ``index`` does past the optimize threshold) and ``memory`` (qdrant-client's ``:memory:``).
+   Target: hybrid p50 <= 2x dense p50.
 
     python benchmarks/bench_store.py --skip-indexing --latency hybrid --hybrid-sizes 10000
 
@@ -109,16 +113,22 @@ def bench_search(
             for i in range(0, size, chunk):
                 ids = [f"p{j}" for j in range(i, min(size, i + chunk))]
                 store.add_vectors(matrix[i : i + chunk], ["x"] * len(ids), ids)
+            store.optimize(force=True)  # the embedded engine's index, as index() builds it
             load_s = time.perf_counter() - start
             store.search_by_vector(q[0], k=10)  # warm up
-            store_ms = []
+            store_ms, found = [], []
             for vec in q:
                 start = time.perf_counter()
                 hits = store.search_by_vector(vec, k=10)
                 store_ms.append((time.perf_counter() - start) * 1000)
-            # sanity: the store's best hit is the brute-force best
+                found.append({h.id for h in hits})
+            # sanity: an exact search's best hit is the brute-force best
             best = int(np.argmax(matrix @ q[-1]))
-            assert hits[0].id == f"p{best}", (hits[0].id, best)
+            exact = store.search_by_vector(q[-1], k=10, exact=True)
+            assert exact[0].id == f"p{best}", (exact[0].id, best)
+        # recall@10 of the (index) search against the exact top 10; random vectors are HNSW's hardest case
+        truth = [{f"p{j}" for j in np.argsort(-(matrix @ vec))[:10]} for vec in q]
+        recall = statistics.mean(len(f & t) / 10 for f, t in zip(found, truth, strict=True))
         numpy_ms = []
         for vec in q:
             start = time.perf_counter()
@@ -133,6 +143,7 @@ def bench_search(
                 "store_p95": float(np.percentile(store_ms, 95)),
                 "numpy_p50": statistics.median(numpy_ms),
                 "load_s": load_s,
+                "recall": recall,
             }
         )
         last = rows[-1]
@@ -143,9 +154,11 @@ def bench_search(
 
 
 def bench_hybrid(
-    emb: ReasoningEmbeddings, sizes: list[int], queries: int, seed: int = 0
+    emb: ReasoningEmbeddings, sizes: list[int], queries: int, seed: int = 0, backend: str = "edge"
 ) -> list[dict[str, float]]:
-    """Search latency of each mode on one in-memory hybrid collection (see the module docstring)."""
+    """Search latency of each mode on one hybrid collection of ``backend`` (see the module docstring)."""
+    from contextlib import ExitStack
+
     from search_r3.store import HybridSettings
 
     rng = np.random.default_rng(seed)
@@ -160,22 +173,30 @@ def bench_hybrid(
         q = rng.standard_normal((queries, dim)).astype(np.float32)
         q /= np.linalg.norm(q, axis=1, keepdims=True)
         ids = [f"p{j}" for j in range(size)]
-        with (
-            QdrantStore(emb, "hybrid", path=":memory:") as hybrid,
-            QdrantStore(emb, "dense", path=":memory:", hybrid=False) as dense_only,
-        ):
+        with ExitStack() as stack:
+            if backend == "memory":
+                paths: list[str | Path] = [":memory:", ":memory:"]
+            else:
+                paths = [Path(stack.enter_context(tempfile.TemporaryDirectory())) for _ in range(2)]
+            hybrid = stack.enter_context(QdrantStore(emb, "hybrid", path=paths[0]))
+            dense_only = stack.enter_context(QdrantStore(emb, "dense", path=paths[1], hybrid=False))
             start = time.perf_counter()
             for i in range(0, size, 1000):
                 hybrid.add_vectors(matrix[i : i + 1000], texts[i : i + 1000], ids[i : i + 1000])
             load_s = time.perf_counter() - start
+            start = time.perf_counter()
+            hybrid.optimize(force=True)  # what index() does past the threshold; a no-op in memory
+            index_s = time.perf_counter() - start
             for i in range(0, size, 1000):
                 dense_only.add_vectors(matrix[i : i + 1000], texts[i : i + 1000], ids[i : i + 1000])
+            dense_only.optimize(force=True)
+            h, d = hybrid, dense_only
             calls = {
-                "dense-only collection": lambda v, sp: dense_only.search_by_vector(v, k=10),
-                "dense": lambda v, sp: hybrid.search_by_vector(v, k=10),
-                "sparse": lambda v, sp: hybrid.search_by_vectors(None, sp, 10, mode="sparse"),
-                "hybrid rrf": lambda v, sp: hybrid.search_by_vectors(v, sp, 10, settings=rrf),
-                "hybrid dbsf": lambda v, sp: hybrid.search_by_vectors(v, sp, 10, settings=dbsf),
+                "dense-only collection": lambda v, sp, d=d: d.search_by_vector(v, k=10),
+                "dense": lambda v, sp, h=h: h.search_by_vector(v, k=10),
+                "sparse": lambda v, sp, h=h: h.search_by_vectors(None, sp, 10, mode="sparse"),
+                "hybrid rrf": lambda v, sp, h=h: h.search_by_vectors(v, sp, 10, settings=rrf),
+                "hybrid dbsf": lambda v, sp, h=h: h.search_by_vectors(v, sp, 10, settings=dbsf),
             }
             times: dict[str, list[float]] = {name: [] for name in calls}
             sparse_ms = []
@@ -191,11 +212,12 @@ def bench_hybrid(
         row: dict[str, float] = {
             "size": size,
             "load_s": load_s,
+            "index_s": index_s,
             "encode_sparse": statistics.median(sparse_ms),
         }
         row.update({name: statistics.median(t) for name, t in times.items()})
         rows.append(row)
-        print(f"  {size:>7} points: " + ", ".join(f"{n} {row[n]:.2f} ms" for n in calls))
+        print(f"  {backend} {size:>7} points: " + ", ".join(f"{n} {row[n]:.2f} ms" for n in calls))
     return rows
 
 
@@ -244,6 +266,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--hybrid-sizes", type=int, nargs="+", default=[10000], help="store sizes for the hybrid latency"
     )
+    parser.add_argument(
+        "--backends",
+        nargs="+",
+        choices=["edge", "memory"],
+        default=["edge", "memory"],
+        help="engines for the hybrid latency: edge (embedded engine, folder) and memory (qdrant-client)",
+    )
     args = parser.parse_args(argv)
 
     if args.model is None:
@@ -278,30 +307,41 @@ def main(argv: list[str] | None = None) -> int:
 
     dim = emb.embedding_dimension
     if args.latency in ("hybrid", "both"):
-        print(f"\nhybrid search latency, local mode in memory (dim {dim}), top 10, {args.queries} queries:")
-        hybrid_rows = bench_hybrid(emb, args.hybrid_sizes, args.queries)
+        print(f"\nhybrid search latency (dim {dim}), top 10, {args.queries} queries:")
+        hybrid_rows = [
+            {**row, "backend": backend}
+            for backend in args.backends
+            for row in bench_hybrid(emb, args.hybrid_sizes, args.queries, backend=backend)
+        ]
         print(
-            "\n| points | dense-only collection p50 ms | dense p50 ms | sparse p50 ms | hybrid rrf p50 ms "
-            "| hybrid dbsf p50 ms | hybrid rrf / dense | BM25 query encoding p50 ms |"
+            "\n| engine | points | load s | index s | dense-only collection p50 ms | dense p50 ms "
+            "| sparse p50 ms | hybrid rrf p50 ms | hybrid dbsf p50 ms | hybrid rrf / dense "
+            "| hybrid dbsf / dense "
+            "| BM25 query encoding p50 ms |"
         )
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in hybrid_rows:
             print(
-                f"| {r['size']} | {r['dense-only collection']:.2f} | {r['dense']:.2f} | {r['sparse']:.2f} | "
+                f"| {r['backend']} | {r['size']} | {r['load_s']:.1f} | {r['index_s']:.1f} | "
+                f"{r['dense-only collection']:.2f} | {r['dense']:.2f} | {r['sparse']:.2f} | "
                 f"{r['hybrid rrf']:.2f} | {r['hybrid dbsf']:.2f} | {r['hybrid rrf'] / r['dense']:.2f}x | "
-                f"{r['encode_sparse']:.3f} |"
+                f"{r['hybrid dbsf'] / r['dense']:.2f}x | {r['encode_sparse']:.3f} |"
             )
     if args.latency == "hybrid":
         return 0
     print(f"\nsearch latency, random unit vectors (dim {dim}), top 10, {args.queries} queries:")
     rows = bench_search(emb, args.sizes, args.queries)
     embed_ms = query_embed_ms(emb)
-    print("\n| points | store p50 ms | store p95 ms | numpy brute force p50 ms | store / numpy | load s |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print(
+        "\n| points | store p50 ms | store p95 ms | numpy brute force p50 ms | store / numpy "
+        "| load + index s "
+        "| recall@10 vs exact |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
             f"| {r['size']} | {r['store_p50']:.2f} | {r['store_p95']:.2f} | {r['numpy_p50']:.3f} | "
-            f"{r['store_p50'] / r['numpy_p50']:.1f}x | {r['load_s']:.1f} |"
+            f"{r['store_p50'] / r['numpy_p50']:.1f}x | {r['load_s']:.1f} | {r['recall']:.3f} |"
         )
     print(
         f"\nembedding one query without reasoning: {embed_ms:.1f} ms "

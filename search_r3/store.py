@@ -1,14 +1,16 @@
 """A Qdrant vector store for search-r3: index documents, search with reasoning, filter on metadata.
 
-Embedded local mode (a folder under the user's data directory, or ``":memory:"``) needs no
-server; ``url`` / ``api_key`` (or ``QDRANT_URL`` / ``QDRANT_API_KEY``) talk to a Qdrant server
-with the same API. The store creates its collection from the model's dimension, so it never
-embeds a dummy text (with reasoning that would be a whole generation).
+A folder (by default under the user's data directory) holds an embedded Qdrant engine
+(qdrant-edge: write-ahead log, HNSW index, no server); folders made with qdrant-client's local
+mode keep opening with it, and ``":memory:"`` keeps everything in the process. ``url`` /
+``api_key`` (or ``QDRANT_URL`` / ``QDRANT_API_KEY``) talk to a Qdrant server or cluster with the
+same behaviour (see `search_r3.store_backends`). The store creates its collection from the
+model's dimension, so it never embeds a dummy text (with reasoning that would be a whole
+generation).
 """
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import logging
@@ -24,8 +26,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from tqdm.auto import tqdm
 
-from search_r3.errors import InvalidInputError, SearchR3Error
+from search_r3.errors import InvalidInputError
 from search_r3.sparse import Bm25Settings, SparseEncoder, SparseVector
+from search_r3.store_backends import backend_name, open_store_client, optimize_collection
+from search_r3.store_backends.client import is_read_only as _is_read_only
+from search_r3.store_backends.client import read_only_error as _read_only
+from search_r3.store_backends.errors import StoreError, StoreLockedError, StoreOptionsError  # noqa: F401
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
@@ -35,7 +41,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: qdrant-client's local mode warns above this many points; a server is the way past it.
+#: qdrant-client's local mode warns above this many points (the embedded engine or a server go past it).
 LOCAL_MODE_COMFORT_LIMIT = 20_000
 
 #: Characters per token that no tokenizer exceeds in practice: texts are cut at
@@ -66,20 +72,8 @@ MODES = ("hybrid", "dense", "sparse")
 FUSIONS = ("rrf", "dbsf")
 
 
-class StoreError(SearchR3Error):
-    """Something about the vector store went wrong; the message names the fix."""
-
-
-class StoreLockedError(StoreError, RuntimeError):
-    """A local store folder is already opened by another client (process)."""
-
-
 class CollectionMismatchError(StoreError, ValueError):
     """An existing collection's vector size or distance does not match the model."""
-
-
-class StoreOptionsError(StoreError, ValueError):
-    """The store was given contradictory or unusable options (e.g. both a path and a URL)."""
 
 
 class MissingCollectionError(StoreError, LookupError):
@@ -203,92 +197,57 @@ def document_hash(text: str, metadata: Mapping[str, Any]) -> str:
 
 
 def open_client(
-    path: str | os.PathLike[str] | None = None, url: str | None = None, api_key: str | None = None
+    path: str | os.PathLike[str] | None = None,
+    url: str | None = None,
+    api_key: str | None = None,
+    *,
+    backend: str | None = None,
 ) -> QdrantClient:
-    """A Qdrant client: server when ``url`` (or ``QDRANT_URL``), else local mode at ``path``.
+    """A store client: a server when ``url`` (or ``QDRANT_URL``), else the folder at ``path``.
 
+    A folder opens with the engine that made it: the embedded Qdrant engine (qdrant-edge) for a
+    new folder, qdrant-client's local mode for one made by an earlier search-r3 (a log line
+    suggests `search-r3 store migrate`); ``backend="edge"`` or ``"local"`` forces one.
     ``path=":memory:"`` keeps everything in this process; ``path=None`` without a URL uses
-    `default_store_path`. A local folder locked by another client raises
-    `StoreLockedError`.
-    """
-    from qdrant_client import QdrantClient
+    `default_store_path`. A folder open in another client raises `StoreLockedError`. Every
+    client answers the same qdrant-client calls (see `search_r3.store_backends.StoreClient`).
 
-    if path is not None and not str(path).strip():
-        raise StoreOptionsError(
-            "The store path is empty (it would write into the current folder); give a folder, "
-            "e.g. --path ./store, or leave --path out for the default store."
-        )
-    if url is None and path is None:
-        url = os.environ.get("QDRANT_URL") or None
-        if url and api_key is None:
-            api_key = os.environ.get("QDRANT_API_KEY") or None
-    if url is not None:
-        if path is not None:
-            raise StoreOptionsError(
-                "Give either path (local mode) or url (server mode), not both: drop --path or --url."
-            )
-        with warnings.catch_warnings():  # an unreachable server: _reachable says it in one line
-            warnings.filterwarnings("ignore", message="Failed to obtain server version")
-            client = QdrantClient(url=url, api_key=api_key)
-        return _reachable(client, url)
-    if str(path) == ":memory:":
-        return QdrantClient(location=":memory:")
-    folder = Path(path).expanduser() if path is not None else default_store_path()
-    if folder.exists() and not folder.is_dir():
-        raise StoreError(f"{folder} is a file; the store path must be a folder (it is created if missing).")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        return QdrantClient(path=str(folder))
-    except (OSError, sqlite3.OperationalError) as exc:
-        if not _is_read_only(exc):
-            raise
-        raise _read_only(folder, exc) from exc
-    except RuntimeError as exc:
-        if "already accessed" not in str(exc):
-            raise
-        raise StoreLockedError(
-            f"The store folder {folder} is already open in another process (or another client in "
-            "this one). Qdrant's local mode allows one client per folder at a time. Close the other "
-            "program, use a different --path, or run a Qdrant server (e.g. `docker run -p 6333:6333 "
-            "qdrant/qdrant`) and connect to it with --url / QDRANT_URL so several processes can share it."
-        ) from exc
-
-
-def _reachable(client: QdrantClient, url: str) -> QdrantClient:
-    """``client`` once a first request answered; a server that cannot be reached is a clear error."""
-    try:
-        client.get_collections()
-    except Exception as exc:  # connection refused, DNS, TLS, timeout, 401...: all one message
+    Example:
+        ```python
+        client = open_client("./store")  # the embedded engine
+        print(client.get_collections())
         client.close()
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        ```
+    """
+    default = None
+    if path is None and url is None and not os.environ.get("QDRANT_URL"):
+        default = default_store_path()
+    return open_store_client(path, url, api_key, backend=backend, default_folder=default)
+
+
+def require_collection(client: QdrantClient, collection_name: str, *, non_empty: bool = False) -> None:
+    """Raise a clear error (listing the collections there are) when ``collection_name`` is missing.
+
+    With ``non_empty``, a collection without documents is an error too (nothing to search). A
+    server that stops answering is a one-line `StoreError`. The CLI checks this before it loads
+    a model.
+    """
+    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+    try:
+        if client.collection_exists(collection_name):
+            if non_empty and int(client.count(collection_name, exact=True).count) == 0:
+                raise MissingCollectionError(
+                    f"Collection {collection_name!r} is empty; index documents first: "
+                    f"search-r3 index PATH --collection {collection_name}"
+                )
+            return
+        names = sorted(c.name for c in client.get_collections().collections)
+    except (ResponseHandlingException, UnexpectedResponse) as exc:
         raise StoreError(
-            f"Could not reach the Qdrant server at {url} ({reason}). Start it (e.g. `docker run -p "
-            "6333:6333 qdrant/qdrant`), fix --url / QDRANT_URL (and --api-key), or leave them out "
-            "to use the local store."
+            f"Could not reach the Qdrant server ({' '.join(str(exc).split())}); check --url / $QDRANT_URL "
+            "and that the server is running, or drop --url to use the local store."
         ) from exc
-    return client
-
-
-def _is_read_only(exc: Exception) -> bool:
-    """Whether an error means the store folder (or its database) cannot be written."""
-    if isinstance(exc, sqlite3.OperationalError):
-        return "readonly" in str(exc) or "read-only" in str(exc)
-    return isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
-
-
-def _read_only(folder: Path, exc: Exception) -> StoreError:
-    return StoreError(
-        f"Cannot write to the store folder {folder} ({exc}); Qdrant's local mode writes a lock "
-        "file even to search. Make it writable, or pick another folder with --path (or "
-        "$SEARCH_R3_STORE)."
-    )
-
-
-def require_collection(client: QdrantClient, collection_name: str) -> None:
-    """Raise a clear error (listing the collections there are) when ``collection_name`` is missing."""
-    if client.collection_exists(collection_name):
-        return
-    names = sorted(c.name for c in client.get_collections().collections)
     existing = f"the store holds {', '.join(repr(n) for n in names)}" if names else "the store is empty"
     raise MissingCollectionError(
         f"No collection {collection_name!r} ({existing}). Pick one with --collection, or index "
@@ -297,9 +256,8 @@ def require_collection(client: QdrantClient, collection_name: str) -> None:
 
 
 def is_local(client: QdrantClient) -> bool:
-    """Whether a client runs Qdrant in-process (local mode) rather than talking to a server."""
-    options = client.init_options
-    return options.get("location") == ":memory:" or options.get("path") is not None
+    """Whether a client runs Qdrant in this process (a folder or memory) rather than on a server."""
+    return backend_name(client) != "server"
 
 
 def to_filter(filter: Mapping[str, Any] | Filter | None) -> Filter | None:
@@ -378,10 +336,14 @@ class QdrantStore:
     Args:
         embeddings: The model that embeds documents and queries.
         collection_name: Qdrant collection to use (created if missing).
-        path: Local-mode folder, or ``":memory:"``. Default (no url either): ``QDRANT_URL`` if
+        path: A store folder, or ``":memory:"``. Default (no url either): ``QDRANT_URL`` if
             set, else `default_store_path`.
-        url, api_key: A Qdrant server (same API as local mode).
-        client: An existing ``QdrantClient`` (the store does not close it).
+        url, api_key: A Qdrant server or cluster (the same behaviour as a folder).
+        backend: The engine of a folder: ``"edge"`` (Qdrant's engine embedded; the default for a
+            new folder) or ``"local"`` (qdrant-client's local mode; folders it made open with it
+            by default). See `open_client`.
+        client: An existing client (a ``QdrantClient`` or `search_r3.store_backends.EdgeClient`;
+            the store does not close it).
         model_name: Recorded in a new collection's metadata (default: the model's path or Hub
             id); `collection_model` reads it back.
         hybrid: Create a new collection with a dense and a BM25 sparse vector per point (default
@@ -400,14 +362,15 @@ class QdrantStore:
         path: str | os.PathLike[str] | None = None,
         url: str | None = None,
         api_key: str | None = None,
+        backend: str | None = None,
         client: QdrantClient | None = None,
         model_name: str | None = None,
         hybrid: bool | None = None,
         sparse_settings: Bm25Settings | None = None,
         hybrid_settings: HybridSettings | None = None,
     ):
-        if client is not None and (path is not None or url is not None):
-            raise ValueError("Give either client or path/url, not both.")
+        if client is not None and (path is not None or url is not None or backend is not None):
+            raise StoreOptionsError("Give either client or path/url/backend, not both.")
         self.hybrid = True if hybrid is None else bool(hybrid)
         self._hybrid_asked = hybrid
         self.sparse_settings = sparse_settings or Bm25Settings()
@@ -417,8 +380,10 @@ class QdrantStore:
         self.collection_name = collection_name
         self.model_name = model_name or model_name_of(embeddings)
         self._owns_client = client is None
-        self.client = client if client is not None else open_client(path, url, api_key)
-        self.local = is_local(self.client)
+        self.client = client if client is not None else open_client(path, url, api_key, backend=backend)
+        #: The engine: ``"edge"``, ``"local"``, ``"memory"`` or ``"server"``.
+        self.backend = backend_name(self.client)
+        self.local = self.backend != "server"
         self._warned_size = False
         try:
             self._write(self._ensure_collection)
@@ -438,6 +403,7 @@ class QdrantStore:
         if not self.client.collection_exists(self.collection_name):
             if self.hybrid:
                 self._create_hybrid_collection()
+                self._index_sources()
                 return
             self.client.create_collection(
                 self.collection_name,
@@ -445,6 +411,7 @@ class QdrantStore:
                 # which model made the vectors, so tools can reopen it with the same one
                 metadata={METADATA_MODEL_KEY: {"model": self.model_name, "dimension": self.dimension}},
             )
+            self._index_sources()
             return
         config = self.client.get_collection(self.collection_name).config
         stored = (getattr(config, "metadata", None) or {}).get(METADATA_MODEL_KEY) or {}
@@ -474,6 +441,18 @@ class QdrantStore:
                 f"{params.distance.value} distance, but the model {self._model_name()} makes vectors of "
                 f"size {self.dimension} compared by Cosine. It was indexed with another model: use a "
                 "different collection name, or delete it and index again with this model."
+            )
+
+    def _index_sources(self) -> None:
+        """Index ``metadata.source`` in the embedded engine: sync and delete filter by source.
+
+        (A server's payload indexes are the operator's choice; local mode has none.)
+        """
+        if self.backend == "edge":
+            from qdrant_client import models
+
+            self.client.create_payload_index(
+                self.collection_name, f"{METADATA_KEY}.source", models.PayloadSchemaType.KEYWORD
             )
 
     def _model_name(self) -> str:
@@ -538,7 +517,7 @@ class QdrantStore:
         return self._sparse
 
     def _warn_if_large(self) -> None:
-        if not self.local or self._warned_size:
+        if self.backend not in ("local", "memory") or self._warned_size:
             return
         count = self.count()
         if count > LOCAL_MODE_COMFORT_LIMIT:
@@ -546,7 +525,8 @@ class QdrantStore:
             message = (
                 f"Collection {self.collection_name!r} holds {count:,} points, above the "
                 f"{LOCAL_MODE_COMFORT_LIMIT:,} that Qdrant's local mode handles comfortably (it searches "
-                "by brute force and keeps everything in memory). Use a Qdrant server: "
+                "by brute force and keeps everything in memory). Copy it to the embedded engine "
+                "(`search-r3 store migrate OLD_FOLDER NEW_FOLDER`) or use a Qdrant server: "
                 "QdrantStore(..., url='http://localhost:6333') or `search-r3 --url ...`."
             )
             warnings.warn(message, UserWarning, stacklevel=3)
@@ -573,6 +553,7 @@ class QdrantStore:
         """
         texts, doc_ids, metas, order = self._prepare(texts, ids, metadatas, batch_size)
         self._sync(texts, doc_ids, metas, order, batch_size, show_progress_bar, force=not skip_existing)
+        self._optimize_if_due(len(order) > batch_size if show_progress_bar is None else show_progress_bar)
         return doc_ids
 
     def index(
@@ -644,7 +625,38 @@ class QdrantStore:
         elif cleanup == "full":
             result.deleted += self._prune(keep, None)
         self._warn_if_large()
+        self._optimize_if_due(len(order) > batch_size if show_progress_bar is None else show_progress_bar)
         return result
+
+    def optimize(self, *, force: bool = False, show_progress_bar: bool = False) -> bool:
+        """Build the search index (HNSW) of the points written since the last build.
+
+        `index` and `add_documents` call this by themselves once
+        `search_r3.store_backends.tuning.OPTIMIZE_THRESHOLD` vectors wait for it; call it after
+        `add_vectors` bulk loads, or with ``force=True`` to index whatever waits. Only the
+        embedded engine builds here (a server indexes in the background; local mode has no
+        index), so elsewhere it returns ``False``.
+
+        Example:
+            ```python
+            store.add_vectors(vectors, texts, ids)
+            store.optimize(force=True, show_progress_bar=True)
+            ```
+
+        Returns:
+            Whether an index build ran.
+        """
+        return self._write(
+            lambda: optimize_collection(
+                self.client,
+                self.collection_name,
+                threshold=0 if force else None,
+                show_progress=show_progress_bar,
+            )
+        )
+
+    def _optimize_if_due(self, show_progress: bool) -> None:
+        self.optimize(show_progress_bar=show_progress)
 
     def _prepare(
         self,
@@ -868,6 +880,8 @@ class QdrantStore:
         mode: str | None = None,
         fusion: str | None = None,
         settings: HybridSettings | None = None,
+        hnsw_ef: int | None = None,
+        exact: bool | None = None,
     ) -> SearchResult:
         """Embed ``query`` (reasoning as configured, or as given) and return the ``k`` best documents.
 
@@ -888,6 +902,10 @@ class QdrantStore:
             fusion: ``"rrf"`` or ``"dbsf"`` for this call (default: ``settings.fusion``).
             settings: Fusion and sparse-query settings for this call (default: the store's
                 ``hybrid_settings``).
+            hnsw_ef: Candidates the HNSW graph search keeps (more: higher recall, slower;
+                default `search_r3.store_backends.tuning.HNSW_EF` or the engine's). Only an indexed
+                collection (the embedded engine or a server) uses it.
+            exact: Rank every point exactly, without the HNSW index (full recall, slower).
 
         Returns:
             The hits (cosine scores in dense mode, BM25 scores in sparse mode, fusion scores in
@@ -900,22 +918,67 @@ class QdrantStore:
         reasons = self.embeddings.reasoning if reasoning is None else reasoning
         if mode == "sparse" and not (reasons and settings.expand):
             # BM25 alone needs no model call
-            sparse = self.sparse_encoder.encode_query(query, query_weight=settings.query_weight)
-            hits = self.search_by_vectors(None, sparse, k, mode=mode, filter=filter, settings=settings)
-            return SearchResult(hits=hits, mode=mode)
+            return self.search_encoded(
+                query, None, k, mode=mode, filter=filter, settings=settings, hnsw_ef=hnsw_ef, exact=exact
+            )
         encoded = self.embeddings.encode_queries(
             [query], reasoning=reasoning, max_reasoning_tokens=max_reasoning_tokens
         )
-        reasoning_text = encoded.reasoning[0] if encoded.reasoning else ""
-        forced = bool(encoded.forced[0]) if len(encoded.forced) else False
-        if mode == "dense":
-            hits = self.search_by_vector(encoded.embeddings[0], k, filter=filter)
-            return SearchResult(hits=hits, reasoning=reasoning_text, forced=forced, mode=mode)
-        sparse = self.sparse_query(query, reasoning_text, settings)
-        hits = self.search_by_vectors(
-            encoded.embeddings[0], sparse, k, mode=mode, filter=filter, settings=settings
+        return self.search_encoded(
+            query,
+            encoded.embeddings[0],
+            k,
+            reasoning=encoded.reasoning[0] if encoded.reasoning else "",
+            forced=bool(encoded.forced[0]) if len(encoded.forced) else False,
+            mode=mode,
+            filter=filter,
+            settings=settings,
+            hnsw_ef=hnsw_ef,
+            exact=exact,
         )
-        return SearchResult(hits=hits, reasoning=reasoning_text, forced=forced, mode=mode)
+
+    def search_encoded(
+        self,
+        query: str,
+        vector: Sequence[float] | np.ndarray | None,
+        k: int = 10,
+        *,
+        reasoning: str = "",
+        forced: bool = False,
+        mode: str | None = None,
+        filter: Mapping[str, Any] | Filter | None = None,
+        fusion: str | None = None,
+        settings: HybridSettings | None = None,
+        hnsw_ef: int | None = None,
+        exact: bool | None = None,
+    ) -> SearchResult:
+        """`search` for a query the model has encoded already (no model call).
+
+        ``vector`` and ``reasoning`` are the query's embedding and reasoning text (e.g. from one
+        batched ``encode_queries`` call for many queries); the store builds the BM25 side from
+        ``query`` and ``reasoning`` as `search` does. ``vector`` may be ``None`` in sparse mode.
+
+        Example:
+            ```python
+            encoded = store.embeddings.encode_queries(queries, reasoning=True)
+            results = [
+                store.search_encoded(q, encoded.embeddings[i], k=5, reasoning=encoded.reasoning[i])
+                for i, q in enumerate(queries)
+            ]
+            ```
+        """
+        mode = self._resolve_mode(mode)
+        settings = (settings or self.hybrid_settings).replace(fusion=fusion)
+        options = {"filter": filter, "hnsw_ef": hnsw_ef, "exact": exact}
+        if mode == "dense":
+            if vector is None:
+                raise InvalidInputError("dense mode needs the query's dense vector.")
+            hits = self.search_by_vector(vector, k, **options)
+        else:
+            sparse = self.sparse_query(query, reasoning, settings)
+            dense = vector if mode == "hybrid" else None
+            hits = self.search_by_vectors(dense, sparse, k, mode=mode, settings=settings, **options)
+        return SearchResult(hits=hits, reasoning=reasoning, forced=forced, mode=mode)
 
     def sparse_query(
         self, query: str, reasoning: str = "", settings: HybridSettings | None = None
@@ -947,20 +1010,24 @@ class QdrantStore:
         mode: str = "hybrid",
         filter: Mapping[str, Any] | Filter | None = None,
         settings: HybridSettings | None = None,
+        hnsw_ef: int | None = None,
+        exact: bool | None = None,
     ) -> list[Hit]:
         """The ``k`` best documents for a ready-made dense and/or sparse query (one Query API call).
 
         ``"hybrid"`` sends two ``Prefetch`` queries (each ``max(settings.prefetch, k)`` deep,
         both filtered) and fuses them with RRF (weighted) or DBSF; ``"sparse"`` ranks by BM25
-        alone; ``"dense"`` is `search_by_vector`.
+        alone; ``"dense"`` is `search_by_vector`. ``hnsw_ef`` and ``exact`` apply to the dense
+        side, as in `search`.
         """
         from qdrant_client import models
 
         mode = self._resolve_mode(mode)
+        params = search_params(hnsw_ef, exact)
         if mode == "dense":
             if dense is None:
                 raise InvalidInputError("dense mode needs a dense query vector.")
-            return self.search_by_vector(dense, k, filter=filter)
+            return self.search_by_vector(dense, k, filter=filter, hnsw_ef=hnsw_ef, exact=exact)
         if k <= 0:
             raise InvalidInputError(f"k must be positive, got {k}.")
         if sparse is None:
@@ -983,7 +1050,9 @@ class QdrantStore:
             raise InvalidInputError("hybrid mode needs a dense query vector.")
         vector = self._dense_query(dense)
         depth = max(settings.prefetch, k)
-        prefetch = [models.Prefetch(query=vector, using=DENSE_VECTOR, limit=depth, filter=query_filter)]
+        prefetch = [
+            models.Prefetch(query=vector, using=DENSE_VECTOR, limit=depth, filter=query_filter, params=params)
+        ]
         if len(sparse):
             prefetch.append(
                 models.Prefetch(
@@ -1014,8 +1083,10 @@ class QdrantStore:
         k: int = 10,
         *,
         filter: Mapping[str, Any] | Filter | None = None,
+        hnsw_ef: int | None = None,
+        exact: bool | None = None,
     ) -> list[Hit]:
-        """The ``k`` documents closest to a ready-made query vector."""
+        """The ``k`` documents closest to a ready-made query vector (``hnsw_ef``, ``exact``: see `search`)."""
         vector = np.asarray(vector, dtype=np.float32).reshape(-1)
         if vector.shape[0] != self.dimension:
             raise InvalidInputError(
@@ -1029,6 +1100,7 @@ class QdrantStore:
             using=DENSE_VECTOR if self.hybrid else None,
             limit=k,
             query_filter=to_filter(filter),
+            search_params=search_params(hnsw_ef, exact),
             with_payload=True,
         )
         return [_hit(p) for p in response.points]
@@ -1058,9 +1130,8 @@ class QdrantStore:
         self.close()
 
     def __repr__(self) -> str:
-        where = "local" if self.local else "server"
         kind = ", hybrid" if self.hybrid else ""
-        return f"QdrantStore({self.collection_name!r}, {where}, dim={self.dimension}{kind})"
+        return f"QdrantStore({self.collection_name!r}, {self.backend}, dim={self.dimension}{kind})"
 
 
 def scroll_points(
@@ -1111,6 +1182,20 @@ def collection_model(client: QdrantClient, collection_name: str) -> str | None:
     config = client.get_collection(collection_name).config
     stored = (getattr(config, "metadata", None) or {}).get(METADATA_MODEL_KEY) or {}
     return stored.get("model") or None
+
+
+def search_params(hnsw_ef: int | None = None, exact: bool | None = None) -> Any:
+    """Qdrant ``SearchParams`` for ``hnsw_ef`` / ``exact`` (``None`` when neither is set nor defaulted)."""
+    from qdrant_client import models
+
+    from search_r3.store_backends import tuning
+
+    if hnsw_ef is not None and (isinstance(hnsw_ef, bool) or not isinstance(hnsw_ef, int) or hnsw_ef < 1):
+        raise InvalidInputError(f"hnsw_ef must be a positive integer, got {hnsw_ef!r}.")
+    ef = hnsw_ef if hnsw_ef is not None else tuning.HNSW_EF
+    if ef is None and not exact:
+        return None
+    return models.SearchParams(hnsw_ef=ef, exact=bool(exact))
 
 
 def fusion_query(settings: HybridSettings, sides: int = 2) -> Any:

@@ -113,9 +113,9 @@ def test_bad_input_is_one_line_and_non_zero(
 def test_search_never_creates_a_collection(db: Path, capsys) -> None:
     assert main(["search", "q", "--path", str(db), "--collection", "unknown", "--model", "nowhere"]) == 1
     assert "No collection 'unknown'" in (err := capsys.readouterr().err) and "notes" in err
-    from qdrant_client import QdrantClient
+    from search_r3.store import open_client
 
-    client = QdrantClient(path=str(db))
+    client = open_client(db)
     assert [c.name for c in client.get_collections().collections] == ["notes"]
     client.close()
 

@@ -1,4 +1,4 @@
-"""Hybrid (dense + BM25) search in QdrantStore on qdrant-client's local mode."""
+"""Hybrid (dense + BM25) search in QdrantStore (qdrant-client's local mode and the embedded engine)."""
 
 from __future__ import annotations
 
@@ -40,9 +40,11 @@ def fill(store: QdrantStore) -> None:
     store.add_documents(list(DOCS.values()), ids=list(DOCS), metadatas=[METAS[d] for d in DOCS])
 
 
-@pytest.fixture
-def store(tiny_embeddings):
-    with QdrantStore(tiny_embeddings, "hybrid", path=":memory:") as s:
+@pytest.fixture(params=["memory", "edge"])
+def store(request, tiny_embeddings, tmp_path: Path):
+    """The same collection in qdrant-client's ``:memory:`` and in the embedded engine."""
+    path = ":memory:" if request.param == "memory" else tmp_path / "db"
+    with QdrantStore(tiny_embeddings, "hybrid", path=path) as s:
         fill(s)
         yield s
 

@@ -237,12 +237,17 @@ def test_second_process_gets_the_one_client_rule(tiny_embeddings, tmp_path: Path
 def test_warns_above_local_mode_comfort(tiny_embeddings, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(store_module, "LOCAL_MODE_COMFORT_LIMIT", 3)
     with (
-        QdrantStore(tiny_embeddings, "big", path=tmp_path / "db") as s,
-        pytest.warns(UserWarning, match=r"(?s)above the 3 that Qdrant's local mode.*server"),
+        QdrantStore(tiny_embeddings, "big", path=tmp_path / "db", backend="local") as s,
+        pytest.warns(UserWarning, match=r"(?s)above the 3 that Qdrant's local mode.*store migrate.*server"),
     ):
         s.add_documents(DOCS)
     with pytest.warns(UserWarning, match="holds 4 points"):  # and again when reopened
         QdrantStore(tiny_embeddings, "big", path=tmp_path / "db").close()
+    with warnings.catch_warnings():  # the embedded engine has no such limit
+        warnings.simplefilter("error")
+        with QdrantStore(tiny_embeddings, "big", path=tmp_path / "edge") as s:
+            s.add_documents(DOCS)
+            assert s.backend == "edge"
 
 
 def test_no_warning_below_the_limit(tiny_embeddings) -> None:

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from qdrant_client import QdrantClient
 
 from search_r3.cli.main import main
 from search_r3.corpus_readers import read_documents
 from search_r3.errors import InvalidInputError
-from search_r3.store import HASH_KEY, QdrantStore, document_hash
+from search_r3.store import HASH_KEY, QdrantStore, document_hash, open_client
 
 PARAGRAPH = "Paragraph {i} of {name}: " + "words about wings and heat and tides " * 4
 
@@ -46,7 +45,7 @@ def write_corpus(root: Path, version: int) -> Path:
 
 def stored(db: Path, collection: str = "search_r3") -> dict[str, dict]:
     """Every point's payload (and vector) by document id, read with a fresh client."""
-    client = QdrantClient(path=str(db))
+    client = open_client(db)  # the engine the folder was made with
     try:
         points, _ = client.scroll(collection, limit=10_000, with_payload=True, with_vectors=True)
     finally:

@@ -1,4 +1,4 @@
-"""Index documents into Qdrant's embedded (local) mode and search them with reasoning.
+"""Index documents into the embedded Qdrant engine (a folder, no server) and search them with reasoning.
 
 Run:  python docs/examples/qdrant_embedded.py
       Offline by default, on the shipped search-r3-smollm2-135m.
@@ -28,7 +28,7 @@ folder = tempfile.mkdtemp()  # a real folder: the collection persists between ru
 with QdrantStore(emb, "museums", path=folder) as store:
     store.add_documents(texts, ids=ids, metadatas=metadatas)  # batched, with a progress bar
     store.add_documents(texts, ids=ids, metadatas=metadatas)  # ids -> point ids: nothing twice
-    print("documents:", store.count())
+    print("documents:", store.count(), "engine:", store.backend)  # edge: Qdrant's engine, embedded
 
     result = store.search("Where can I see famous paintings in France?", k=2)
     print("reasoning:", result.reasoning)
@@ -41,6 +41,6 @@ with QdrantStore(emb, "museums", path=folder) as store:
     art_only = store.search("famous paintings", k=4, filter={"topic": "art"}, reasoning=False, mode="dense")
     print("art only:", [hit.id for hit in art_only.hits])
 
-# Reopen the same folder later (one process at a time in local mode): the documents are there.
+# Reopen the same folder later (one process at a time): the documents are there.
 with QdrantStore(emb, "museums", path=folder) as store:
     print("after reopening:", store.count())

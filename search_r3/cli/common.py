@@ -18,9 +18,11 @@ from search_r3.errors import InvalidInputError, ModelLoadError
 MODEL_ENV = "SEARCH_R3_MODEL"
 
 STORE_HELP = """store:
-  Default: Qdrant's embedded local mode in a folder under your user data directory
+  Default: the embedded Qdrant engine in a folder under your user data directory
   ($SEARCH_R3_STORE overrides it). --path DIR picks another folder (only one process may
-  open a folder at a time); --url (or $QDRANT_URL, with $QDRANT_API_KEY) uses a Qdrant server.
+  open a folder at a time); a folder made with qdrant-client's local mode keeps using it
+  (--backend edge|local picks one). --url (or $QDRANT_URL, with $QDRANT_API_KEY) uses a
+  Qdrant server or cluster.
 """
 
 
@@ -140,9 +142,13 @@ def store_path(value: str) -> str:
 
 
 def check_store_choice(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """--path (local) and --url (server) exclude each other."""
+    """--path (local) and --url (server) exclude each other; --backend is for a folder."""
     if getattr(args, "path", None) is not None and getattr(args, "url", None):
         parser.error("give --path (a local store) or --url (a Qdrant server), not both")
+    if getattr(args, "backend", None) and getattr(args, "url", None):
+        parser.error("--backend picks the engine of a local folder; drop it with --url")
+    if getattr(args, "backend", None) == "edge" and getattr(args, "path", None) == ":memory:":
+        parser.error("--backend edge stores in a folder; give --path DIR instead of :memory:")
 
 
 def existing_folder(value: str) -> Path:
@@ -222,6 +228,13 @@ def add_store_options(parser: argparse.ArgumentParser, *, collection: str = "sea
     group.add_argument("--url", default=None, help="Qdrant server URL (default: $QDRANT_URL if set)")
     group.add_argument("--api-key", default=None, help="Qdrant server API key (default: $QDRANT_API_KEY)")
     group.add_argument("--collection", default=collection, help=f"collection name (default: {collection})")
+    group.add_argument(
+        "--backend",
+        choices=("edge", "local"),
+        default=None,
+        help="engine of a local folder: edge (embedded Qdrant engine) or local (qdrant-client's local "
+        "mode); default: the one that made the folder, edge for a new one",
+    )
 
 
 def add_json_option(parser: argparse.ArgumentParser) -> None:
@@ -262,11 +275,11 @@ def load_model(args: argparse.Namespace, recorded: str | None = None) -> Any:
 
 def recorded_model(args: argparse.Namespace) -> str | None:
     """The model a collection was indexed with (read from the store, which is closed again)."""
-    from search_r3.store import collection_model, open_client
+    from search_r3.store import collection_model
 
     if args.model or os.environ.get(MODEL_ENV):
         return None
-    client = open_client(args.path, args.url, args.api_key)
+    client = store_client(args)
     try:
         return collection_model(client, args.collection)
     finally:
@@ -281,39 +294,36 @@ def check_collection(args: argparse.Namespace) -> str | None:
     Raises:
         StoreError: No such collection, an empty one, or an unreachable server.
     """
-    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+    from search_r3.store import collection_model, require_collection
 
-    from search_r3.store import StoreError, collection_model, open_client
-
-    client = open_client(args.path, args.url, args.api_key)
+    client = store_client(args)
     try:
-        if not client.collection_exists(args.collection):
-            known = sorted(c.name for c in client.get_collections().collections)
-            raise StoreError(
-                f"No collection {args.collection!r} in this store (it has: {', '.join(known) or 'none'}); "
-                f"index documents first: search-r3 index PATH --collection {args.collection}"
-            )
-        if client.count(args.collection).count == 0:
-            raise StoreError(
-                f"Collection {args.collection!r} is empty; index documents first: "
-                f"search-r3 index PATH --collection {args.collection}"
-            )
+        require_collection(client, args.collection, non_empty=True)
         if args.model or os.environ.get(MODEL_ENV):
             return None
         return collection_model(client, args.collection)
-    except (ResponseHandlingException, UnexpectedResponse) as exc:
-        raise StoreError(
-            f"Could not reach the Qdrant server ({' '.join(str(exc).split())}); check --url / $QDRANT_URL "
-            "and that the server is running, or drop --url to use the local store."
-        ) from exc
     finally:
         client.close()
+
+
+def store_client(args: argparse.Namespace) -> Any:
+    """A client of the store the options name (--path / --url / --api-key / --backend)."""
+    from search_r3.store import open_client
+
+    return open_client(args.path, args.url, args.api_key, backend=getattr(args, "backend", None))
 
 
 def open_store(args: argparse.Namespace, embeddings: Any) -> Any:
     from search_r3.store import QdrantStore
 
-    return QdrantStore(embeddings, args.collection, path=args.path, url=args.url, api_key=args.api_key)
+    return QdrantStore(
+        embeddings,
+        args.collection,
+        path=args.path,
+        url=args.url,
+        api_key=args.api_key,
+        backend=getattr(args, "backend", None),
+    )
 
 
 def note(args: argparse.Namespace, message: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from search_r3.cli.common import STORE_HELP, add_json_option, add_store_options, print_json
+from search_r3.cli.common import STORE_HELP, add_json_option, add_store_options, print_json, store_client
 from search_r3.errors import InvalidInputError
 
 EXAMPLES = (
@@ -66,7 +66,6 @@ def run(args: argparse.Namespace) -> int:
     from search_r3.corpus_readers import relative_source
     from search_r3.store import (
         delete_point_ids,
-        open_client,
         point_id,
         require_collection,
         scroll_points,
@@ -82,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInputError("--all deletes everything; give it alone, without ids, --source or --filter.")
     filters = parse_filters(args.filter)  # bad filters fail before the store is opened
     root = Path(args.root).expanduser().absolute() if args.root else Path.cwd()
-    client = open_client(args.path, args.url, args.api_key)
+    client = store_client(args)
     try:
         require_collection(client, args.collection)
         name = args.collection

@@ -17,6 +17,7 @@ from search_r3.cli.common import (
     query_text,
     result_json,
     show_progress,
+    store_client,
 )
 
 EXAMPLES = (
@@ -59,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from search_r3.demo import demo_model_path, index_demo, run_demo_queries
     from search_r3.model import ReasoningEmbeddings
-    from search_r3.store import collection_model, model_name_of, open_client
+    from search_r3.store import collection_model, model_name_of
 
     model = args.model
     if not model:
@@ -74,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.path != ":memory:":
         # the demo collection is ours: rebuild it when it was indexed with another model
-        client = open_client(args.path, args.url, args.api_key)
+        client = store_client(args)
         try:
             recorded = collection_model(client, args.collection)
             if recorded and recorded != model_name_of(embeddings):

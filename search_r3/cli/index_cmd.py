@@ -18,6 +18,7 @@ from search_r3.cli.common import (
     note,
     print_json,
     show_progress,
+    store_client,
 )
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from search_r3.corpus_readers import DEFAULT_CHUNK_CHARS, read_documents
-    from search_r3.store import QdrantStore, check_batch_size, collection_model, open_client
+    from search_r3.store import QdrantStore, check_batch_size, collection_model
 
     check_batch_size(args.batch_size)  # before reading files or loading the model
     chunk = DEFAULT_CHUNK_CHARS if args.chunk_chars is None else args.chunk_chars
@@ -102,18 +103,20 @@ def run(args: argparse.Namespace) -> int:
     if not docs and not (cleanup == "incremental" and sources):
         note(args, "nothing to index (the files are empty)")
         return 1
-    client = open_client(args.path, args.url, args.api_key)  # store options fail before the model loads
+    client = store_client(args)  # store options fail before the model loads
     try:
         chosen = args.model or os.environ.get(MODEL_ENV)
         embeddings = load_model(args, None if chosen else collection_model(client, args.collection))
         start = time.perf_counter()
         with QdrantStore(embeddings, args.collection, client=client) as store:
             result, total, where = _sync(args, store, docs, cleanup, sources)
+            backend = store.backend
     finally:
         client.close()
     summary = {
         "collection": args.collection,
         "store": where,
+        "backend": backend,
         "documents": len(docs),
         **asdict(result),
         "count": total,
@@ -123,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         print_json(summary)
     else:
         print(
-            f"indexed {summary['documents']} documents into {args.collection!r} ({where} store): "
+            f"indexed {summary['documents']} documents into {args.collection!r} ({where} store, {backend}): "
             f"{result}; {total} in total, {summary['seconds']} s"
         )
     return 0

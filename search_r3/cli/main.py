@@ -20,13 +20,22 @@ from collections.abc import Sequence
 from typing import Any
 
 from search_r3 import __version__
-from search_r3.cli import delete_cmd, demo_cmd, eval_cmd, index_cmd, init_cmd, search_cmd, serve_cmd
+from search_r3.cli import (
+    delete_cmd,
+    demo_cmd,
+    eval_cmd,
+    index_cmd,
+    init_cmd,
+    search_cmd,
+    serve_cmd,
+    store_cmd,
+)
 from search_r3.cli.common import check_store_choice
 from search_r3.errors import SearchR3Error
 
 DEBUG_ENV = "SEARCH_R3_DEBUG"
 
-SUBCOMMANDS = [init_cmd, demo_cmd, index_cmd, search_cmd, delete_cmd, eval_cmd, serve_cmd]
+SUBCOMMANDS = [init_cmd, demo_cmd, index_cmd, search_cmd, delete_cmd, eval_cmd, serve_cmd, store_cmd]
 
 EPILOG = """examples:
   search-r3 init smollm2-135m-instruct ./my-model      # offline base -> untrained search-r3 model
@@ -37,6 +46,7 @@ EPILOG = """examples:
   search-r3 delete --source docs/old.md                  # remove a file's documents
   search-r3 eval ../shared/data/cranfield --model ./my-model --max-reasoning-tokens 32
   search-r3 serve --model ./my-model                     # OpenAI-compatible embeddings server
+  search-r3 store migrate OLD_FOLDER NEW_FOLDER          # copy a store to the embedded engine
 
 Run `search-r3 COMMAND --help` for each command's options and examples.
 """
@@ -68,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
         module.register(subparsers)
     for sub in subparsers.choices.values():  # also accepted after the command name
         add_output_options(sub, argparse.SUPPRESS)
+        for action in sub._actions:  # and after an action name (``store migrate``)
+            if isinstance(action, argparse._SubParsersAction):
+                for nested in action.choices.values():
+                    add_output_options(nested, argparse.SUPPRESS)
     return parser
 
 

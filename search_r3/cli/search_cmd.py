@@ -33,6 +33,7 @@ EXAMPLES = (
   echo "why does bread go stale?" | search-r3 search -           # the query from stdin
   search-r3 search "boundary layer" --mode dense                 # dense vector only (no BM25)
   search-r3 search "boundary layer" --mode hybrid --fusion dbsf  # BM25 + dense, fused by DBSF
+  search-r3 search "boundary layer" --exact                      # exact ranking, no HNSW index
 
 --mode hybrid (the default for collections made by this version) ranks by the dense vector and
 by BM25 over the query plus the model's reasoning, fused in one Qdrant query; --mode sparse is
@@ -78,6 +79,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--fusion", choices=["rrf", "dbsf"], default=None, help="how hybrid mode fuses the two rankings"
+    )
+    parser.add_argument(
+        "--hnsw-ef",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="candidates the HNSW index search keeps (more: higher recall, slower; embedded engine "
+        "and servers)",
+    )
+    parser.add_argument(
+        "--exact", action="store_true", help="rank every document exactly, without the HNSW index"
     )
     add_json_option(parser)
     add_model_options(parser)
@@ -170,6 +182,8 @@ def run(args: argparse.Namespace) -> int:
                 max_reasoning_tokens=args.max_reasoning_tokens,
                 mode=args.mode,
                 fusion=args.fusion,
+                hnsw_ef=args.hnsw_ef,
+                exact=args.exact or None,
             )
             results.append((query, result))
             if not args.json:

@@ -29,7 +29,7 @@ base URLs .../v1/query and .../v1/document fix the type for clients that cannot 
 First Ctrl-C / SIGTERM drains (in-flight requests finish, new ones get 503); a second stops.
 
 store (optional; without it /v1/search answers 404):
-  --path DIR (Qdrant local mode; one process per folder) or --url URL (a Qdrant server, with
+  --path DIR (an embedded store folder; one process per folder) or --url URL (a Qdrant server, with
   $QDRANT_API_KEY or --qdrant-api-key). $QDRANT_URL is used when neither is given.
 """
 
@@ -49,6 +49,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     store.add_argument("--url", default=None, help="Qdrant server URL for /v1/search (default: $QDRANT_URL)")
     store.add_argument("--qdrant-api-key", default=None, help="Qdrant server API key ($QDRANT_API_KEY)")
     store.add_argument("--collection", default="search_r3", help="collection name (default: search_r3)")
+    store.add_argument(
+        "--backend",
+        choices=("edge", "local"),
+        default=None,
+        help="engine of the --path folder (default: the one that made it)",
+    )
     http = parser.add_argument_group("server")
     http.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
@@ -149,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
     if args.path or url:
         from search_r3.store import collection_model, open_client
 
-        client = open_client(args.path, url, qdrant_key)  # fails early on a locked folder
+        client = open_client(args.path, url, qdrant_key, backend=args.backend)  # fails early if locked
         try:
             recorded = (
                 None
@@ -182,7 +188,9 @@ def run(args: argparse.Namespace) -> int:
     if args.path or url:
         from search_r3.store import QdrantStore
 
-        store = QdrantStore(embeddings, args.collection, path=args.path, url=url, api_key=qdrant_key)
+        store = QdrantStore(
+            embeddings, args.collection, path=args.path, url=url, api_key=qdrant_key, backend=args.backend
+        )
         note(args, f"search over collection {args.collection!r} ({store.count()} documents)")
     service = build_service(embeddings, config, store=store, cache=cache, max_batch_size=args.max_batch_size)
     server = make_server(service, config, host=args.host, port=args.port, log_level=args.log_level)

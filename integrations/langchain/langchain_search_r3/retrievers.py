@@ -98,13 +98,16 @@ class SearchR3Retriever(BaseRetriever):
         ready = (_pre_encoded.get() or {}).get((query, reasoning, budget)) if isinstance(query, str) else None
         if ready is not None:  # a batch encoded the query already: no second generation
             vector, reasoning_text, forced = ready
-            mode = self.store._resolve_mode(mode)
-            settings = self.store.hybrid_settings.replace(fusion=self.fusion if fusion is None else fusion)
-            sparse = self.store.sparse_query(query, reasoning_text, settings) if mode != "dense" else None
-            hits = self.store.search_by_vectors(
-                vector if mode != "sparse" else None, sparse, k, mode=mode, filter=filter, settings=settings
+            result = self.store.search_encoded(
+                query,
+                vector,
+                k,
+                reasoning=reasoning_text,
+                forced=forced,
+                mode=mode,
+                filter=filter,
+                fusion=self.fusion if fusion is None else fusion,
             )
-            result = SearchResult(hits=hits, reasoning=reasoning_text, forced=forced)
         else:
             result = self.store.search(
                 query,

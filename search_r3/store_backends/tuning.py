@@ -1,0 +1,36 @@
+"""Index-building and search parameters of the embedded engine, in one place.
+
+The values are set from the large-scale study (``benchmarks/bench_store_scale.py``); change them
+here only. A server or cluster keeps its own collection configuration; these values are what
+search-r3 gives a new embedded (qdrant-edge) collection and its searches.
+"""
+
+from __future__ import annotations
+
+#: HNSW graph degree: edges per node (Qdrant's default 16).
+HNSW_M = 16
+
+#: HNSW build-time candidate list size (Qdrant's default 100).
+HNSW_EF_CONSTRUCT = 100
+
+#: Search-time candidate list size used when a search gives no ``hnsw_ef`` (``None``: Qdrant's
+#: default, which is ``HNSW_EF_CONSTRUCT``).
+HNSW_EF: int | None = None
+
+#: Segments smaller than this many kilobytes of vectors are searched exactly (no HNSW graph).
+#: 10,000 KB is Qdrant's default (about 4,400 vectors of 576 floats).
+HNSW_FULL_SCAN_THRESHOLD_KB = 10_000
+
+#: After a sync, build the search index when at least this many dense vectors are not indexed yet.
+OPTIMIZE_THRESHOLD = 10_000
+
+#: Segments above this many kilobytes get an HNSW graph when `optimize` runs (1: every segment,
+#: so an optimize leaves nothing waiting; searches below ``HNSW_FULL_SCAN_THRESHOLD_KB`` stay exact).
+INDEXING_THRESHOLD_KB = 1
+
+#: Scalar (int8) quantisation of the dense vectors: 4x less memory for the search, the original
+#: vectors kept for rescoring.
+QUANTIZATION = False
+
+#: HNSW build threads (0: as many as the machine has).
+INDEXING_THREADS = 0
