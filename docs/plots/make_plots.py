@@ -213,6 +213,35 @@ def rl_reward(out: Path) -> Path:
     return _save(fig, out, "rl-reward.svg")
 
 
+def reasoning_budget(out: Path) -> Path:
+    """nDCG@10 and queries/s against the reasoning budget (docs/benchmarks.md, budget sweep)."""
+    rows = read_table("docs/benchmarks.md", "system", after="### Reasoning budget sweep")
+    swept = [r for r in rows if r["budget"] != "-"]
+    budgets = [int(number(r["budget"])) for r in swept]
+    ndcg = [number(r["nDCG@10"]) for r in swept]
+    qps = [number(r["queries/s"]) for r in swept]
+    labels = [f"{b}\n(off)" if b == 0 else str(b) for b in budgets]
+    x = list(range(len(budgets)))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+    left.plot(x, ndcg, "o-", color=BLUE, label="search-r3-smollm2-135m")
+    for r in rows:
+        if r["budget"] == "-" and "BM25" in r["system"]:
+            left.axhline(number(r["nDCG@10"]), color=GREY, ls="--", label="BM25")
+    for xi, v in zip(x, ndcg, strict=True):
+        left.annotate(f"{v:.3f}", (xi, v), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+    left.set_ylim(0, max(ndcg + [0.55]) * 1.1)
+    left.set_ylabel("nDCG@10 (higher is better)")
+    left.legend(frameon=False, fontsize=8, loc="lower right")
+    right.bar(x, qps, color=[GREY] + [BLUE] * (len(x) - 1))
+    for xi, v in zip(x, qps, strict=True):
+        right.text(xi, v, f"{v:g}", ha="center", va="bottom", fontsize=8)
+    right.set_ylabel("queries per second (higher is better)")
+    for ax in (left, right):
+        ax.set_xticks(x, labels)
+        ax.set_xlabel("reasoning budget (most generated tokens)")
+    return _save(fig, out, "reasoning-budget.svg")
+
+
 def _transpose(rows: list[dict[str, str]]) -> list[dict[str, str]]:
     """A table with one row per measure and one column per step -> one dict per step."""
     header = [k for k in rows[0] if k != "step"]
@@ -227,6 +256,7 @@ PLOTS: dict[str, Callable[[Path], Path]] = {
     "store-latency.svg": store_latency,
     "sft-loss.svg": sft_loss,
     "rl-reward.svg": rl_reward,
+    "reasoning-budget.svg": reasoning_budget,
 }
 
 
