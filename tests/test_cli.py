@@ -178,6 +178,7 @@ def test_eval_budget_sweep(tiny_llama_dir: Path, tiny_qwen2_dir: Path, tmp_path:
         ("BM25", None),
     ]
     assert rows[0]["max_reasoning_tokens"] == 0 and rows[0]["mean_reasoning_tokens"] == 0
+    assert all(set(r["metrics"]) == {"nDCG@10", "R@100"} for r in rows)  # the sweep's default metrics
     assert all(0 < r["max_reasoning_tokens"] <= r["budget"] for r in rows[1:3])
     assert all(r["queries_per_second"] > 0 for r in rows[:3])
     assert list(tmp_path.glob("corpus-*.npy"))  # --doc-cache kept the document vectors
@@ -211,6 +212,8 @@ def test_eval_budgets_refuse_what_they_replace(
     missing = str(tmp_path / "no-model-here")  # refused before any model would load
     assert main(["eval", str(data), "--model", missing, "--budgets", "0,8", *extra]) == 1
     assert message in capsys.readouterr().err
+    assert main(["eval", str(data), "--model", missing, "--repeats", "2"]) == 1
+    assert "--repeats times a budget sweep" in capsys.readouterr().err
     with pytest.raises(SystemExit) as done:
         main(["eval", str(data), "--budgets", "8,-4"])
     assert done.value.code == 2 and "'-4' is not a whole number" in capsys.readouterr().err

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from search_r3.collections import Collection, load_cranfield
+from search_r3.errors import InvalidInputError
 from search_r3.evaluation import (
     DEFAULT_METRICS,
     bm25_run,
@@ -161,7 +162,7 @@ def test_budget_sweep_rows(tiny_embeddings, tmp_path: Path) -> None:
         for mode in (False, True)
     )
     assert off.run == direct.run and rows[2].run == reasoned.run
-    assert rows[2].metrics == pytest.approx(reasoned.metrics)
+    assert rows[2].metrics == pytest.approx({m: reasoned.metrics[m] for m in ("nDCG@10", "R@100")})
     # The document vectors were kept, and a second sweep reads them back.
     assert len(list((tmp_path / "vectors").glob("corpus-*.npy"))) == 1
     again = budget_rows(tiny_embeddings, c, [0], doc_cache=tmp_path / "vectors", label="tiny")
@@ -169,12 +170,27 @@ def test_budget_sweep_rows(tiny_embeddings, tmp_path: Path) -> None:
 
     table = format_budget_table([*rows, *evaluate_model(tiny_embeddings, c, reasoning_modes=())])
     lines = table.splitlines()
-    assert lines[0].startswith("| system | budget | nDCG@10 | Recall@100 | MRR@10 | forced |")
-    assert lines[0].endswith("| most tokens | queries/s |") and len(lines) == 2 + len(rows) + 1
-    assert lines[2].startswith("| search-r3 | 0 |") and lines[-1].startswith("| BM25 | - |")
+    assert lines[0].startswith("| system | budget | nDCG@10 | Recall@100 | forced |")  # sweep metrics
+    assert lines[0].endswith("| reasoning tokens (mean / most) | queries/s |")
+    assert len(lines) == 2 + len(rows) + 1
+    assert lines[2].startswith("| search-r3 | 0 |") and "| - | 0.0 / 0 |" in lines[2]
+    assert f"| {rows[2].mean_reasoning_tokens:.1f} / {rows[2].max_reasoning_tokens} |" in lines[4]
+    assert lines[-1].startswith("| BM25 | - |") and "| - | - |" in lines[-1]  # no forced, no tokens
     record = rows[1].to_dict()
     assert record["budget"] == 2 and record["queries_per_second"] == pytest.approx(3 / rows[1].seconds)
     assert "budget" not in direct.to_dict()
+
+
+def test_budget_sweep_repeats_time_every_budget_and_keep_the_fastest(tiny_embeddings, count_calls) -> None:
+    c = small_collection()
+    once = budget_rows(tiny_embeddings, c, [0, 3])
+    calls = count_calls(tiny_embeddings, "encode_queries")
+    twice = budget_rows(tiny_embeddings, c, [0, 3], repeats=2)
+    timed = [kw.get("max_reasoning_tokens") for args, kw in calls if len(args[0]) == 3]  # not the warm-up
+    assert timed == [None, 3, None, 3]  # round-robin: every budget in each round
+    assert [r.metrics for r in twice] == [pytest.approx(r.metrics) for r in once]
+    with pytest.raises(InvalidInputError, match="repeats must be a whole number >= 1"):
+        budget_rows(tiny_embeddings, c, [0], repeats=0)
 
 
 @pytest.mark.parametrize(
@@ -182,8 +198,6 @@ def test_budget_sweep_rows(tiny_embeddings, tmp_path: Path) -> None:
     [("", "not a whole number"), ("8,x", "'x' is not"), ("-1", "'-1' is not"), ("8,8", "given twice")],
 )
 def test_parse_budgets_rejects_bad_lists(value: str, message: str) -> None:
-    from search_r3.errors import InvalidInputError
-
     with pytest.raises(InvalidInputError, match=message):
         parse_budgets(value)
     assert parse_budgets("0, 8,128") == [0, 8, 128] and parse_budgets([16, 0]) == [16, 0]

@@ -242,6 +242,42 @@ def reasoning_budget(out: Path) -> Path:
     return _save(fig, out, "reasoning-budget.svg")
 
 
+def rl_env_drift(out: Path) -> Path:
+    """Re-encoded share, drift and vector age per step of the RL environment (training-results-rl.md)."""
+    # The table sits in a collapsible note, indented: read the lines after the heading, dedented.
+    text = (ROOT / "docs/training-results-rl.md").read_text(encoding="utf-8")
+    lines = [line.strip() for line in text.split("### Per step: re-encoding", 1)[1].splitlines()]
+    start = next(i for i, line in enumerate(lines) if line.startswith("| step |"))
+    header = _cells(lines[start])
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append(dict(zip(header, _cells(line), strict=False)))
+    steps = [int(number(r["step"])) for r in rows]
+    share = [number(r["share of corpus"]) for r in rows]
+    drift = [number(r["drift from step 0"]) for r in rows]
+    probe = [
+        (step, number(r["probe drift"]))
+        for step, r in zip(steps, rows, strict=True)
+        if r["probe drift"] != "-"
+    ]
+    age = [number(r["mean staleness (steps)"]) for r in rows]
+    fig, (top, middle, bottom) = plt.subplots(3, 1, figsize=(7, 6.4), sharex=True)
+    top.bar(steps, share, color=BLUE)
+    top.set_ylabel("% of corpus\nre-encoded")
+    middle.plot(steps, drift, "-", color=BLUE, label="drift from step 0 (all documents)")
+    if probe:
+        middle.plot(*zip(*probe, strict=True), "o", color=ORANGE, label="probe drift (its check)")
+    middle.axhline(0.15, color=GREY, ls="--", label="full-refresh threshold 0.15")
+    middle.set_ylabel("1 - mean cosine")
+    middle.legend(frameon=False, fontsize=8, loc="upper left")
+    bottom.plot(steps, age, "-", color=BLUE)
+    bottom.set_ylabel("mean age of the\ncached vectors (steps)")
+    bottom.set_xlabel("environment step (policy changes every step)")
+    return _save(fig, out, "rl-env-drift.svg")
+
+
 def _transpose(rows: list[dict[str, str]]) -> list[dict[str, str]]:
     """A table with one row per measure and one column per step -> one dict per step."""
     header = [k for k in rows[0] if k != "step"]
@@ -257,6 +293,7 @@ PLOTS: dict[str, Callable[[Path], Path]] = {
     "sft-loss.svg": sft_loss,
     "rl-reward.svg": rl_reward,
     "reasoning-budget.svg": reasoning_budget,
+    "rl-env-drift.svg": rl_env_drift,
 }
 
 

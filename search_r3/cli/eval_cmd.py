@@ -33,7 +33,8 @@ EXAMPLES = """examples:
   search-r3 eval ./cranfield --reasoning none                       # BM25 only: no model needed
   search-r3 eval ./cranfield --reasoning none --st-model ./all-MiniLM-L6-v2   # baselines only
   search-r3 eval ./cranfield --metrics nDCG@10 AP P@5 --max-queries 20
-  search-r3 eval ./cranfield --queries test --budgets 0,8,16,32,64,128 --doc-cache ~/.cache/search-r3-eval
+  search-r3 eval ./cranfield --queries test --budgets 0,8,16,32,64,128 --repeats 3 \
+      --doc-cache ~/.cache/search-r3-eval
   search-r3 eval ./cranfield --queries dev --mode dense,sparse,hybrid --fusion rrf,dbsf \
       --rrf-weights 1:1,1:2,2:1 --reasoning-weight 0.25,0.5 --doc-cache ~/.cache/search-r3-eval
 
@@ -60,7 +61,9 @@ and texts). Choose fusion settings on --queries dev or train, never on test.
 
 --budgets B,... sweeps the reasoning budget: one row per model and budget (0: reasoning off, else
 greedy reasoning of at most B tokens), documents encoded once per model, with queries/s and the
-most tokens any query generated. It replaces --reasoning and --max-reasoning-tokens (dense mode).
+most tokens any query generated; metrics nDCG@10 and Recall@100 unless --metrics says otherwise.
+--repeats N times the budgets N times round-robin and keeps each one's fastest (on a busy machine).
+It replaces --reasoning and --max-reasoning-tokens (dense mode).
 
 Query rows time the query side only (corpus_seconds in --json holds the document encoding).
 Metrics use ir-measures names (nDCG@10, R@100, RR@10, AP, P@5, ...); the table shows R@ as
@@ -130,6 +133,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="B,...",
         help="sweep the reasoning budget: one row per budget in tokens (0: reasoning off), e.g. 0,8,16,32",
     )
+    parser.add_argument(
+        "--repeats",
+        type=positive_int,
+        default=1,
+        help="with --budgets: time each budget this many times, round-robin, and keep the fastest",
+    )
     parser.add_argument("--no-bm25", action="store_true", help="leave out the BM25 row")
     parser.add_argument(
         "--metrics",
@@ -170,6 +179,8 @@ def budget_list(value: str) -> list[int]:
 def check_budget_options(args: argparse.Namespace) -> None:
     """``--budgets`` sets reasoning per row: refuse the options it replaces, before any loading."""
     if args.budgets is None:
+        if args.repeats != 1:
+            raise InvalidInputError("--repeats times a budget sweep; add --budgets or leave it out.")
         return
     if args.max_reasoning_tokens is not None:
         raise InvalidInputError("--budgets sets the budget of each row; leave out --max-reasoning-tokens.")
@@ -272,6 +283,7 @@ def release_memory() -> None:
 def run(args: argparse.Namespace) -> int:
     from search_r3.collections import load_collection, split_queries
     from search_r3.evaluation import (
+        BUDGET_METRICS,
         DEFAULT_METRICS,
         bm25_row,
         budget_rows,
@@ -290,7 +302,7 @@ def run(args: argparse.Namespace) -> int:
     if args.max_queries:
         judged = judged[: args.max_queries]
     collection = collection.subset(judged)
-    metrics = tuple(args.metrics or DEFAULT_METRICS)
+    metrics = tuple(args.metrics or (BUDGET_METRICS if args.budgets is not None else DEFAULT_METRICS))
     setups = retrieval_setups_from_args(args)
     modes = {"both": (True, False), "on": (True,), "off": (False,), "none": ()}[args.reasoning]
     models = [parse_model_spec(v) for v in args.model or []] if modes else []
@@ -330,6 +342,7 @@ def run(args: argparse.Namespace) -> int:
                 metrics=metrics,
                 k=args.depth,
                 doc_cache=args.doc_cache,
+                repeats=args.repeats,
                 show_progress_bar=show_progress(args),
             )
         elif setups is None:
