@@ -187,11 +187,10 @@ def sft_loss(out: Path) -> Path:
 def rl_reward(out: Path) -> Path:
     """Mean reward (± std) and documents re-encoded per RL step (docs/training-results-rl.md)."""
     rows = read_table("docs/training-results-rl.md", "step", after="## A CPU RL run")
-    by_name = {r["step"]: r for r in _transpose(rows)}
-    steps = [int(s) for s in by_name]
-    reward = [number(by_name[s]["reward"]) for s in by_name]
-    std = [number(by_name[s]["reward std"]) for s in by_name]
-    encoded = [number(by_name[s]["documents re-encoded"]) for s in by_name]
+    steps = [int(number(r["step"])) for r in rows]
+    reward = [number(r["reward"]) for r in rows]
+    std = [number(r["reward std"]) for r in rows]
+    encoded = [number(r["documents re-encoded"]) for r in rows]
     fig, (top, bottom) = plt.subplots(
         2, 1, figsize=(7, 4.6), sharex=True, gridspec_kw={"height_ratios": [3, 2]}
     )
