@@ -11,7 +11,9 @@ so a page that needs the internet shows it here. For each page the DOM after Jav
 - every Mermaid diagram was rendered (Material swaps ``<pre class="mermaid">`` holding the
   diagram's source for a ``<div class="mermaid">`` holding the drawing);
 - every image the page shows was fetched with HTTP 200 or 304 (the server logs each request);
-- no raw Sphinx role (``:meth:`x```) and no ``>>>`` example rendered as a blockquote.
+- no raw Sphinx role (``:meth:`x```) and no ``>>>`` example rendered as a blockquote;
+- no table or code block is wider than the page at 1280 px (a script added to each served page
+  measures them after load).
 
 Screenshots (``--shots``, 1280x2400) are for a person to look at: diagrams, plots, tables and code
 that fit. Needs ``chromium`` (or ``chromium-browser``, ``google-chrome``) on the PATH; exits 2 when
@@ -24,6 +26,7 @@ import argparse
 import functools
 import html
 import http.server
+import json
 import posixpath
 import re
 import shutil
@@ -49,13 +52,56 @@ BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 SPHINX_ROLE = re.compile(r":(?:meth|class|func|attr|mod|obj|data|exc|ref|py:\w+):`")
 
 
+#: Added to every served page: after load, it lists the tables and code blocks wider than their
+#: box (a reader would have to scroll sideways) in a hidden element that ``--dump-dom`` keeps.
+LAYOUT_PROBE = """<script>
+window.addEventListener("load", () => setTimeout(() => {
+  const wide = [];
+  document.querySelectorAll(".md-content table, .md-content pre").forEach((el) => {
+    const box = el.closest(".md-typeset__scrollwrap") || el;
+    if (el.scrollWidth > el.clientWidth + 2 || box.scrollWidth > box.clientWidth + 2) {
+      wide.push(el.tagName.toLowerCase() + ": " + el.textContent.trim().replace(/\\s+/g, " ").slice(0, 60));
+    }
+  });
+  const out = document.createElement("div");
+  out.id = "site-check-wide";
+  out.hidden = true;
+  out.textContent = JSON.stringify(wide);
+  document.body.appendChild(out);
+}, 300));
+</script>"""
+
+
 class _Handler(http.server.SimpleHTTPRequestHandler):
-    """Serves the site and records ``(path, status)`` of every request."""
+    """Serves the site (pages with `LAYOUT_PROBE` added) and records ``(path, status)`` of every request."""
 
     requests: list[tuple[str, int]]
 
+    def do_GET(self) -> None:
+        target = Path(self.translate_path(self.path))
+        if target.is_dir():
+            target = target / "index.html"
+        if (
+            target.suffix != ".html"
+            or not target.is_file()
+            or not self.path.split("?")[0].endswith(("/", ".html"))
+        ):
+            super().do_GET()
+            return
+        page = target.read_text(encoding="utf-8").replace("</body>", LAYOUT_PROBE + "</body>", 1).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(page)))
+        self.end_headers()
+        self.wfile.write(page)
+
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         self.requests.append((self.path.split("?")[0], int(code) if str(code).isdigit() else 0))
+
+    def end_headers(self) -> None:
+        # Nothing cached between pages: every image a page shows is requested (and logged) again.
+        self.send_header("Cache-Control", "no-store")
+        super().end_headers()
 
     def log_message(self, format: str, *args: object) -> None:  # quiet
         pass
@@ -110,6 +156,9 @@ def page_problems(dom: str, fetched: dict[str, int], page: str) -> list[str]:
         r"<blockquote>\s*<p>\s*&gt;&gt;&gt;", dom
     ):
         problems.append("a >>> example rendered as nested blockquotes")
+    wide = re.search(r'<div id="site-check-wide"[^>]*>(.*?)</div>', dom, flags=re.S)
+    for item in json.loads(html.unescape(wide.group(1))) if wide else []:
+        problems.append(f"wider than the page (scrolls sideways): {item}")
     base = "/" + page
     for src in re.findall(r'<img\b[^>]*\bsrc="([^"]+)"', dom):
         if src.startswith(("data:", "http://127.0.0.1")):
@@ -160,7 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as profile:
         for page in pages:
             requests.clear()
-            dom = chromium(binary, root + page, "--dump-dom", profile=Path(profile))
+            dom = chromium(
+                binary, root + page, "--dump-dom", "--window-size=1280,2400", profile=Path(profile)
+            )
             fetched = dict(requests)
             problems = (
                 ["the page did not load"] if "</html>" not in dom else page_problems(dom, fetched, page)

@@ -53,6 +53,13 @@ def test_a_small_site_in_the_browser(tmp_path: Path, capsys) -> None:
     (tmp_path / "broken" / "index.html").write_text(
         '<html><body><img src="../plots/missing.svg"></body></html>'
     )
+    wide_row = "".join(f"<td>cell-{i}-unbreakable</td>" for i in range(12))
+    (tmp_path / "wide").mkdir()
+    (tmp_path / "wide" / "index.html").write_text(
+        '<html><body><div class="md-content"><div class="md-typeset__scrollwrap" style="width:300px;'
+        f'overflow:auto"><table><tr>{wide_row}</tr></table></div></div></body></html>'
+    )
     assert check.main([str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "ok   /\n" in out and "FAIL /broken/" in out and "missing.svg not shown (HTTP 404)" in out
+    assert "FAIL /wide/" in out and "wider than the page (scrolls sideways): table: cell-0-unbreakable" in out
