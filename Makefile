@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test test-slow lint format docs docs-serve bench model model-eval clean
+.PHONY: setup demo test test-slow lint format docs docs-check docs-serve bench model model-eval clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,14 @@ format: setup
 
 docs: setup
 	$(VENV)/bin/mkdocs build --strict
+
+# The built site in headless Chromium, offline: diagrams rendered, images shown, no raw roles or
+# >>> blockquotes on any page; screenshots of the main pages in build/site-check-shots to look at.
+# Needs chromium (apt-get install chromium).
+docs-check: setup
+	rm -rf build/site-check
+	$(VENV)/bin/mkdocs build --strict --site-dir build/site-check
+	$(PY) docs/check_site.py build/site-check --shots build/site-check-shots
 
 docs-serve: setup
 	$(VENV)/bin/mkdocs serve

@@ -34,6 +34,8 @@ Run = dict[str, dict[str, float]]
 
 #: ir-measures names; reported as nDCG@10, Recall@100 and MRR@10.
 DEFAULT_METRICS: tuple[str, ...] = ("nDCG@10", "R@100", "RR@10")
+#: The metrics of a reasoning-budget sweep (`budget_rows`): nDCG@10 and Recall@100.
+BUDGET_METRICS: tuple[str, ...] = ("nDCG@10", "R@100")
 
 
 def display_name(metric: str) -> str:
@@ -222,6 +224,9 @@ class EvalRow:
         seconds: Wall time of the queries (encoding and ranking; the shared corpus encoding is
             in ``corpus_seconds``).
         corpus_seconds: Wall time of encoding or indexing the corpus for this system.
+        budget: The reasoning budget of a budget-sweep row (0: reasoning off; ``None``
+            elsewhere). Its ``system`` is then the model's label.
+        max_reasoning_tokens: Most tokens any query generated (budget-sweep rows only).
     """
 
     system: str
@@ -231,11 +236,23 @@ class EvalRow:
     mean_reasoning_tokens: float | None = None
     seconds: float = 0.0
     corpus_seconds: float = 0.0
+    budget: int | None = None
+    max_reasoning_tokens: int | None = None
     run: Run | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def queries_per_second(self) -> float:
+        """Queries answered per second of ``seconds`` (``inf`` when no time was measured)."""
+        return self.queries / self.seconds if self.seconds > 0 else float("inf")
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out.pop("run")
+        if self.budget is None:
+            out.pop("budget")
+            out.pop("max_reasoning_tokens")
+        else:
+            out["queries_per_second"] = self.queries_per_second
         return out
 
 
@@ -320,6 +337,150 @@ def search_r3_rows(
             )
         )
     return rows
+
+
+def parse_budgets(value: str | Sequence[int]) -> list[int]:
+    """Reasoning budgets from ``"0,8,16"`` or a list: distinct, non-negative, in the order given.
+
+    Raises:
+        InvalidInputError: An empty list, a value that is not a whole number, a negative one or a
+            repeated one.
+    """
+    items = [v.strip() for v in value.split(",")] if isinstance(value, str) else list(value)
+    budgets: list[int] = []
+    for item in items:
+        text = str(item).strip()
+        if not text.isdigit():
+            raise InvalidInputError(
+                f"budget {text!r} is not a whole number of tokens >= 0; write e.g. --budgets 0,8,16,32."
+            )
+        budget = int(text)
+        if budget in budgets:
+            raise InvalidInputError(f"budget {budget} is given twice; list each budget once.")
+        budgets.append(budget)
+    if not budgets:
+        raise InvalidInputError("no budget given; write e.g. --budgets 0,8,16,32 (0: reasoning off).")
+    return budgets
+
+
+def budget_rows(
+    embeddings: ReasoningEmbeddings,
+    collection: Collection,
+    budgets: Sequence[int],
+    *,
+    label: str | None = None,
+    metrics: Sequence[str] = BUDGET_METRICS,
+    k: int = 100,
+    doc_cache: str | Path | None = None,
+    repeats: int = 1,
+    show_progress_bar: bool | None = None,
+    keep_runs: bool = False,
+) -> list[EvalRow]:
+    """A reasoning-budget sweep: one dense row per budget, the corpus encoded once.
+
+    Budget 0 embeds the query without reasoning; any other budget reasons (greedy) for at most
+    that many tokens. Each row's ``seconds`` is the wall time of its queries (reasoning,
+    embedding and ranking, after an untimed warm-up on two queries), so ``queries_per_second``
+    compares budgets measured in one run; with ``repeats`` the budgets are timed round-robin
+    that many times and each keeps its fastest round.
+
+    Args:
+        budgets: Reasoning budgets in table order (see `parse_budgets`).
+        label: Prefix naming the model in the rows; ``None`` keeps the one-model names.
+        doc_cache: Folder to keep the document vectors in between runs (see
+            `cached_corpus_vectors`).
+        repeats: Timed rounds per budget (the fastest counts); the metrics come from the first.
+
+    Example:
+        ```python
+        rows = budget_rows(emb, collection, [0, 16, 64])
+        print(format_budget_table(rows))
+        ```
+    """
+    budgets = parse_budgets(budgets)
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise InvalidInputError(f"repeats must be a whole number >= 1, got {repeats!r}.")
+    queries = judged_only(collection)
+    start = time.perf_counter()
+    doc_ids, doc_vectors = cached_corpus_vectors(embeddings, queries, doc_cache, show_progress_bar)
+    corpus_seconds = time.perf_counter() - start
+    query_ids = list(queries.queries)
+    texts = [queries.queries[q] for q in query_ids]
+    # Untimed warm-up of both paths, so the first row does not carry one-time costs.
+    for budget in sorted({min(b, 2) for b in budgets}):
+        embeddings.encode_queries(
+            texts[:2],
+            reasoning=budget > 0,
+            max_reasoning_tokens=budget or None,
+            show_progress_bar=False,
+            use_cache=False,
+        )
+    # Round-robin over the budgets, so a burst of load on a shared machine hits every budget
+    # alike; each budget keeps its fastest round. Greedy decoding: every round encodes the same.
+    first: dict[int, QueryEncodings] = {}
+    fastest: dict[int, float] = {}
+    for _ in range(repeats):
+        for budget in budgets:
+            reasoning = budget > 0
+            start = time.perf_counter()
+            encoded = embeddings.encode_queries(
+                texts,
+                reasoning=reasoning,
+                max_reasoning_tokens=budget if reasoning else None,
+                show_progress_bar=show_progress_bar,
+                use_cache=False,  # every budget is timed on real work
+            )
+            rank_by_vectors(query_ids, encoded.embeddings, doc_ids, doc_vectors, k)
+            seconds = time.perf_counter() - start
+            first.setdefault(budget, encoded)
+            fastest[budget] = min(seconds, fastest.get(budget, float("inf")))
+            logger.info("budget %d: %.1f s for %d queries", budget, seconds, len(texts))
+    rows: list[EvalRow] = []
+    for budget in budgets:
+        encoded = first[budget]
+        rows.append(
+            _row(
+                label or "search-r3",
+                queries,
+                rank_by_vectors(query_ids, encoded.embeddings, doc_ids, doc_vectors, k),
+                metrics,
+                keep_runs,
+                forced_fraction=float(np.mean(encoded.forced)) if budget > 0 else None,
+                mean_reasoning_tokens=float(np.mean(encoded.generated_tokens)),
+                max_reasoning_tokens=max(encoded.generated_tokens, default=0),
+                seconds=fastest[budget],
+                corpus_seconds=corpus_seconds,
+                budget=budget,
+            )
+        )
+    return rows
+
+
+def format_budget_table(rows: Sequence[EvalRow]) -> str:
+    """A budget sweep as a markdown table: one line per model and budget, baselines last.
+
+    Columns: system (the model's label), budget (0: reasoning off), each metric, forced share,
+    reasoning tokens per query (mean / most), queries per second. Rows without a budget (BM25,
+    sentence-transformers) show ``-`` in the budget columns.
+    """
+    if not rows:
+        return "(no results)"
+    metric_names = list(rows[0].metrics)
+    header = ["system", "budget", *(display_name(m) for m in metric_names), "forced"]
+    header += ["reasoning tokens (mean / most)", "queries/s"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---", *["---:"] * (len(header) - 1)]) + "|"]
+    for row in rows:
+        cells = [row.system, "-" if row.budget is None else str(row.budget)]
+        cells += [f"{row.metrics.get(m, float('nan')):.4f}" for m in metric_names]
+        cells.append("-" if row.forced_fraction is None else f"{row.forced_fraction:.0%}")
+        if row.mean_reasoning_tokens is None:
+            cells.append("-")
+        else:
+            most = "-" if row.max_reasoning_tokens is None else str(row.max_reasoning_tokens)
+            cells.append(f"{row.mean_reasoning_tokens:.1f} / {most}")
+        cells.append(f"{row.queries_per_second:.2f}" if row.seconds > 0 else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def sentence_transformer_row(

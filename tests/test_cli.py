@@ -155,6 +155,70 @@ def test_eval_table_and_json(tiny_llama_dir: Path, tmp_path: Path, capsys) -> No
     assert "no folder" in capsys.readouterr().err
 
 
+def test_eval_budget_sweep(tiny_llama_dir: Path, tiny_qwen2_dir: Path, tmp_path: Path, capsys) -> None:
+    data = write_beir(tmp_path / "beir")
+    payload = run_json(
+        capsys,
+        [
+            "eval",
+            str(data),
+            "--model",
+            str(tiny_llama_dir),
+            "--budgets",
+            "0,2,6",
+            "--doc-cache",
+            str(tmp_path),
+        ],
+    )
+    rows = payload["rows"]
+    assert [(r["system"], r.get("budget")) for r in rows] == [
+        ("search-r3", 0),
+        ("search-r3", 2),
+        ("search-r3", 6),
+        ("BM25", None),
+    ]
+    assert rows[0]["max_reasoning_tokens"] == 0 and rows[0]["mean_reasoning_tokens"] == 0
+    assert all(set(r["metrics"]) == {"nDCG@10", "R@100"} for r in rows)  # the sweep's default metrics
+    assert all(0 < r["max_reasoning_tokens"] <= r["budget"] for r in rows[1:3])
+    assert all(r["queries_per_second"] > 0 for r in rows[:3])
+    assert list(tmp_path.glob("corpus-*.npy"))  # --doc-cache kept the document vectors
+
+    # several models: one row per model and budget, named by the model's label; a markdown table
+    out_file = tmp_path / "sweep.md"
+    argv = ["eval", str(data), "--model", f"a={tiny_llama_dir}", "--model", f"b={tiny_qwen2_dir}"]
+    assert main([*argv, "--budgets", "0,3", "--no-bm25", "--output", str(out_file)]) == 0
+    lines = out_file.read_text().splitlines()
+    assert lines[0].startswith("| system | budget |") and "queries/s" in lines[0]
+    assert [line.split(" | ")[:2] for line in lines[2:]] == [
+        ["| a", "0"],
+        ["| a", "3"],
+        ["| b", "0"],
+        ["| b", "3"],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--max-reasoning-tokens", "4"], "leave out --max-reasoning-tokens"),
+        (["--reasoning", "off"], "leave out --reasoning off"),
+        (["--mode", "hybrid"], "dense rows only"),
+    ],
+)
+def test_eval_budgets_refuse_what_they_replace(
+    tmp_path: Path, capsys, extra: list[str], message: str
+) -> None:
+    data = write_beir(tmp_path / "beir")
+    missing = str(tmp_path / "no-model-here")  # refused before any model would load
+    assert main(["eval", str(data), "--model", missing, "--budgets", "0,8", *extra]) == 1
+    assert message in capsys.readouterr().err
+    assert main(["eval", str(data), "--model", missing, "--repeats", "2"]) == 1
+    assert "--repeats times a budget sweep" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as done:
+        main(["eval", str(data), "--budgets", "8,-4"])
+    assert done.value.code == 2 and "'-4' is not a whole number" in capsys.readouterr().err
+
+
 def test_eval_compares_several_models(
     tiny_llama_dir: Path, tiny_qwen2_dir: Path, tmp_path: Path, capsys
 ) -> None:

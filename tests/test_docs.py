@@ -498,6 +498,10 @@ def test_site_builds_strictly(tmp_path: Path):
         assert not [
             u for u in remote if not u.startswith(("https://search-r3.github.io", "https://github.com"))
         ], (page, remote)
+    # and in a real browser, offline: the diagram drawn, the plots shown, tables that fit
+    if any(shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")):
+        checker = runpy.run_path(str(DOCS / "check_site.py"))
+        assert checker["main"]([str(site), "--pages", "", "figures", "model-card", "guides/langchain"]) == 0
 
 
 def test_network_guard_refuses_outside_connections(network_off: None):

@@ -10,14 +10,18 @@ import numpy as np
 import pytest
 
 from search_r3.collections import Collection, load_cranfield
+from search_r3.errors import InvalidInputError
 from search_r3.evaluation import (
     DEFAULT_METRICS,
     bm25_run,
+    budget_rows,
     dense_run,
     encode_corpus,
     evaluate_model,
     evaluate_run,
+    format_budget_table,
     format_table,
+    parse_budgets,
     search_r3_rows,
     top_k_run,
 )
@@ -136,6 +140,67 @@ def test_search_r3_rows_with_a_label(tiny_embeddings) -> None:
     ] and plain.system == "search-r3 (no reasoning)"
     assert labelled[0].metrics == pytest.approx(plain.metrics) and labelled[0].run == plain.run
     assert search_r3_rows(tiny_embeddings, c, label="tiny", reasoning_modes=()) == []
+
+
+def test_budget_sweep_rows(tiny_embeddings, tmp_path: Path) -> None:
+    c = small_collection()
+    budgets = [0, 2, 5, 16]
+    rows = budget_rows(tiny_embeddings, c, budgets, doc_cache=tmp_path / "vectors", keep_runs=True)
+    assert [r.budget for r in rows] == budgets  # one row per budget, in the order given
+    assert all(r.system == "search-r3" and r.queries == 3 and r.seconds > 0 for r in rows)
+    off = rows[0]
+    assert off.max_reasoning_tokens == 0 and off.mean_reasoning_tokens == 0  # budget 0: no reasoning
+    assert off.forced_fraction is None
+    for row in rows[1:]:
+        assert 0 <= row.mean_reasoning_tokens <= row.max_reasoning_tokens <= row.budget
+        assert 0.0 <= row.forced_fraction <= 1.0
+    # A random model rarely emits the embed token: the small budgets are spent, so they differ.
+    assert rows[1].max_reasoning_tokens == 2 and rows[2].max_reasoning_tokens == 5
+    # Each row ranks exactly as the plain evaluation does at that budget.
+    direct, reasoned = (
+        search_r3_rows(tiny_embeddings, c, reasoning_modes=(mode,), max_reasoning_tokens=5, keep_runs=True)[0]
+        for mode in (False, True)
+    )
+    assert off.run == direct.run and rows[2].run == reasoned.run
+    assert rows[2].metrics == pytest.approx({m: reasoned.metrics[m] for m in ("nDCG@10", "R@100")})
+    # The document vectors were kept, and a second sweep reads them back.
+    assert len(list((tmp_path / "vectors").glob("corpus-*.npy"))) == 1
+    again = budget_rows(tiny_embeddings, c, [0], doc_cache=tmp_path / "vectors", label="tiny")
+    assert again[0].system == "tiny" and again[0].metrics == pytest.approx(off.metrics)
+
+    table = format_budget_table([*rows, *evaluate_model(tiny_embeddings, c, reasoning_modes=())])
+    lines = table.splitlines()
+    assert lines[0].startswith("| system | budget | nDCG@10 | Recall@100 | forced |")  # sweep metrics
+    assert lines[0].endswith("| reasoning tokens (mean / most) | queries/s |")
+    assert len(lines) == 2 + len(rows) + 1
+    assert lines[2].startswith("| search-r3 | 0 |") and "| - | 0.0 / 0 |" in lines[2]
+    assert f"| {rows[2].mean_reasoning_tokens:.1f} / {rows[2].max_reasoning_tokens} |" in lines[4]
+    assert lines[-1].startswith("| BM25 | - |") and "| - | - |" in lines[-1]  # no forced, no tokens
+    record = rows[1].to_dict()
+    assert record["budget"] == 2 and record["queries_per_second"] == pytest.approx(3 / rows[1].seconds)
+    assert "budget" not in direct.to_dict()
+
+
+def test_budget_sweep_repeats_time_every_budget_and_keep_the_fastest(tiny_embeddings, count_calls) -> None:
+    c = small_collection()
+    once = budget_rows(tiny_embeddings, c, [0, 3])
+    calls = count_calls(tiny_embeddings, "encode_queries")
+    twice = budget_rows(tiny_embeddings, c, [0, 3], repeats=2)
+    timed = [kw.get("max_reasoning_tokens") for args, kw in calls if len(args[0]) == 3]  # not the warm-up
+    assert timed == [None, 3, None, 3]  # round-robin: every budget in each round
+    assert [r.metrics for r in twice] == [pytest.approx(r.metrics) for r in once]
+    with pytest.raises(InvalidInputError, match="repeats must be a whole number >= 1"):
+        budget_rows(tiny_embeddings, c, [0], repeats=0)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("", "not a whole number"), ("8,x", "'x' is not"), ("-1", "'-1' is not"), ("8,8", "given twice")],
+)
+def test_parse_budgets_rejects_bad_lists(value: str, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        parse_budgets(value)
+    assert parse_budgets("0, 8,128") == [0, 8, 128] and parse_budgets([16, 0]) == [16, 0]
 
 
 def test_cranfield_bm25_matches_the_published_figure(cranfield_dir: Path) -> None:

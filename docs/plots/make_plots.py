@@ -187,11 +187,10 @@ def sft_loss(out: Path) -> Path:
 def rl_reward(out: Path) -> Path:
     """Mean reward (± std) and documents re-encoded per RL step (docs/training-results-rl.md)."""
     rows = read_table("docs/training-results-rl.md", "step", after="## A CPU RL run")
-    by_name = {r["step"]: r for r in _transpose(rows)}
-    steps = [int(s) for s in by_name]
-    reward = [number(by_name[s]["reward"]) for s in by_name]
-    std = [number(by_name[s]["reward std"]) for s in by_name]
-    encoded = [number(by_name[s]["documents re-encoded"]) for s in by_name]
+    steps = [int(number(r["step"])) for r in rows]
+    reward = [number(r["reward"]) for r in rows]
+    std = [number(r["reward std"]) for r in rows]
+    encoded = [number(r["documents re-encoded"]) for r in rows]
     fig, (top, bottom) = plt.subplots(
         2, 1, figsize=(7, 4.6), sharex=True, gridspec_kw={"height_ratios": [3, 2]}
     )
@@ -213,6 +212,71 @@ def rl_reward(out: Path) -> Path:
     return _save(fig, out, "rl-reward.svg")
 
 
+def reasoning_budget(out: Path) -> Path:
+    """nDCG@10 and queries/s against the reasoning budget (docs/benchmarks.md, budget sweep)."""
+    rows = read_table("docs/benchmarks.md", "system", after="### Reasoning budget sweep")
+    swept = [r for r in rows if r["budget"] != "-"]
+    budgets = [int(number(r["budget"])) for r in swept]
+    ndcg = [number(r["nDCG@10"]) for r in swept]
+    qps = [number(r["queries/s"]) for r in swept]
+    labels = [f"{b}\n(off)" if b == 0 else str(b) for b in budgets]
+    x = list(range(len(budgets)))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+    left.plot(x, ndcg, "o-", color=BLUE, label="search-r3-smollm2-135m")
+    for r in rows:
+        if r["budget"] == "-" and "BM25" in r["system"]:
+            left.axhline(number(r["nDCG@10"]), color=GREY, ls="--", label="BM25")
+    for xi, v in zip(x, ndcg, strict=True):
+        left.annotate(f"{v:.3f}", (xi, v), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+    left.set_ylim(0, max(ndcg + [0.55]) * 1.1)
+    left.set_ylabel("nDCG@10 (higher is better)")
+    left.legend(frameon=False, fontsize=8, loc="lower right")
+    right.bar(x, qps, color=[GREY] + [BLUE] * (len(x) - 1))
+    for xi, v in zip(x, qps, strict=True):
+        right.text(xi, v, f"{v:g}", ha="center", va="bottom", fontsize=8)
+    right.set_ylabel("queries per second (higher is better)")
+    for ax in (left, right):
+        ax.set_xticks(x, labels)
+        ax.set_xlabel("reasoning budget (most generated tokens)")
+    return _save(fig, out, "reasoning-budget.svg")
+
+
+def rl_env_drift(out: Path) -> Path:
+    """Re-encoded share, drift and vector age per step of the RL environment (training-results-rl.md)."""
+    # The table sits in a collapsible note, indented: read the lines after the heading, dedented.
+    text = (ROOT / "docs/training-results-rl.md").read_text(encoding="utf-8")
+    lines = [line.strip() for line in text.split("### Per step: re-encoding", 1)[1].splitlines()]
+    start = next(i for i, line in enumerate(lines) if line.startswith("| step |"))
+    header = _cells(lines[start])
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append(dict(zip(header, _cells(line), strict=False)))
+    steps = [int(number(r["step"])) for r in rows]
+    share = [number(r["share of corpus"]) for r in rows]
+    drift = [number(r["drift from step 0"]) for r in rows]
+    probe = [
+        (step, number(r["probe drift"]))
+        for step, r in zip(steps, rows, strict=True)
+        if r["probe drift"] != "-"
+    ]
+    age = [number(r["mean staleness (steps)"]) for r in rows]
+    fig, (top, middle, bottom) = plt.subplots(3, 1, figsize=(7, 6.4), sharex=True)
+    top.bar(steps, share, color=BLUE)
+    top.set_ylabel("% of corpus\nre-encoded")
+    middle.plot(steps, drift, "-", color=BLUE, label="drift from step 0 (all documents)")
+    if probe:
+        middle.plot(*zip(*probe, strict=True), "o", color=ORANGE, label="probe drift (its check)")
+    middle.axhline(0.15, color=GREY, ls="--", label="full-refresh threshold 0.15")
+    middle.set_ylabel("1 - mean cosine")
+    middle.legend(frameon=False, fontsize=8, loc="upper left")
+    bottom.plot(steps, age, "-", color=BLUE)
+    bottom.set_ylabel("mean age of the\ncached vectors (steps)")
+    bottom.set_xlabel("environment step (policy changes every step)")
+    return _save(fig, out, "rl-env-drift.svg")
+
+
 def _transpose(rows: list[dict[str, str]]) -> list[dict[str, str]]:
     """A table with one row per measure and one column per step -> one dict per step."""
     header = [k for k in rows[0] if k != "step"]
@@ -227,6 +291,8 @@ PLOTS: dict[str, Callable[[Path], Path]] = {
     "store-latency.svg": store_latency,
     "sft-loss.svg": sft_loss,
     "rl-reward.svg": rl_reward,
+    "reasoning-budget.svg": reasoning_budget,
+    "rl-env-drift.svg": rl_env_drift,
 }
 
 

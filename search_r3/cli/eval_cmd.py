@@ -33,6 +33,8 @@ EXAMPLES = """examples:
   search-r3 eval ./cranfield --reasoning none                       # BM25 only: no model needed
   search-r3 eval ./cranfield --reasoning none --st-model ./all-MiniLM-L6-v2   # baselines only
   search-r3 eval ./cranfield --metrics nDCG@10 AP P@5 --max-queries 20
+  search-r3 eval ./cranfield --queries test --budgets 0,8,16,32,64,128 --repeats 3 \
+      --doc-cache ~/.cache/search-r3-eval
   search-r3 eval ./cranfield --queries dev --mode dense,sparse,hybrid --fusion rrf,dbsf \
       --rrf-weights 1:1,1:2,2:1 --reasoning-weight 0.25,0.5 --doc-cache ~/.cache/search-r3-eval
 
@@ -56,6 +58,12 @@ reasoning, its tokens weighted W), "· hybrid rrf k=K w=D:S" and "· hybrid dbsf
 without and with the reasoning expansion. Documents are encoded once; each query once per
 reasoning mode. --doc-cache DIR keeps the document vectors for the next run (keyed by model
 and texts). Choose fusion settings on --queries dev or train, never on test.
+
+--budgets B,... sweeps the reasoning budget: one row per model and budget (0: reasoning off, else
+greedy reasoning of at most B tokens), documents encoded once per model, with queries/s and the
+most tokens any query generated; metrics nDCG@10 and Recall@100 unless --metrics says otherwise.
+--repeats N times the budgets N times round-robin and keeps each one's fastest (on a busy machine).
+It replaces --reasoning and --max-reasoning-tokens (dense mode).
 
 Query rows time the query side only (corpus_seconds in --json holds the document encoding).
 Metrics use ir-measures names (nDCG@10, R@100, RR@10, AP, P@5, ...); the table shows R@ as
@@ -118,6 +126,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="both",
         help="search-r3 rows: reasoning on and off (default), one of them, or none (no search-r3 model)",
     )
+    parser.add_argument(
+        "--budgets",
+        type=budget_list,
+        default=None,
+        metavar="B,...",
+        help="sweep the reasoning budget: one row per budget in tokens (0: reasoning off), e.g. 0,8,16,32",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=positive_int,
+        default=1,
+        help="with --budgets: time each budget this many times, round-robin, and keep the fastest",
+    )
     parser.add_argument("--no-bm25", action="store_true", help="leave out the BM25 row")
     parser.add_argument(
         "--keep-line-breaks",
@@ -148,6 +169,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="sentence-transformers model folder or Hub id for a baseline row; repeatable",
     )
     parser.set_defaults(func=run)
+
+
+def budget_list(value: str) -> list[int]:
+    """``--budgets``: a comma list of distinct whole numbers >= 0 (an argparse type)."""
+    from search_r3.evaluation import parse_budgets
+
+    try:
+        return parse_budgets(value)
+    except InvalidInputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def check_budget_options(args: argparse.Namespace) -> None:
+    """``--budgets`` sets reasoning per row: refuse the options it replaces, before any loading."""
+    if args.budgets is None:
+        if args.repeats != 1:
+            raise InvalidInputError("--repeats times a budget sweep; add --budgets or leave it out.")
+        return
+    if args.max_reasoning_tokens is not None:
+        raise InvalidInputError("--budgets sets the budget of each row; leave out --max-reasoning-tokens.")
+    if args.reasoning not in ("both",):
+        raise InvalidInputError(
+            f"--budgets sets reasoning per row (0: off); leave out --reasoning {args.reasoning}."
+        )
+    if args.mode.strip() != "dense":
+        raise InvalidInputError("--budgets runs dense rows only; leave out --mode (or use --mode dense).")
 
 
 def add_retrieval_options(parser: argparse.ArgumentParser) -> None:
@@ -241,14 +288,18 @@ def release_memory() -> None:
 def run(args: argparse.Namespace) -> int:
     from search_r3.collections import load_collection, split_queries
     from search_r3.evaluation import (
+        BUDGET_METRICS,
         DEFAULT_METRICS,
         bm25_row,
+        budget_rows,
+        format_budget_table,
         format_table,
         search_r3_rows,
         sentence_transformer_row,
         store_rows,
     )
 
+    check_budget_options(args)
     collection = load_collection(args.data, split=args.split, keep_line_breaks=args.keep_line_breaks)
     if args.queries != "all":
         collection = split_queries(collection)[args.queries]
@@ -256,7 +307,7 @@ def run(args: argparse.Namespace) -> int:
     if args.max_queries:
         judged = judged[: args.max_queries]
     collection = collection.subset(judged)
-    metrics = tuple(args.metrics or DEFAULT_METRICS)
+    metrics = tuple(args.metrics or (BUDGET_METRICS if args.budgets is not None else DEFAULT_METRICS))
     setups = retrieval_setups_from_args(args)
     modes = {"both": (True, False), "on": (True,), "off": (False,), "none": ()}[args.reasoning]
     models = [parse_model_spec(v) for v in args.model or []] if modes else []
@@ -287,7 +338,19 @@ def run(args: argparse.Namespace) -> int:
     evaluated: list[dict[str, Any]] = []
     for spec in models:
         embeddings = load_model(argparse.Namespace(**{**vars(args), "model": spec.path}))
-        if setups is None:
+        if args.budgets is not None:
+            model_rows = budget_rows(
+                embeddings,
+                collection,
+                args.budgets,
+                label=None if single else spec.label,
+                metrics=metrics,
+                k=args.depth,
+                doc_cache=args.doc_cache,
+                repeats=args.repeats,
+                show_progress_bar=show_progress(args),
+            )
+        elif setups is None:
             model_rows = search_r3_rows(
                 embeddings,
                 collection,
@@ -362,7 +425,7 @@ def run(args: argparse.Namespace) -> int:
         print_json(payload)
         text = format_table(rows, "json")
     else:
-        text = format_table(rows)
+        text = format_table(rows) if args.budgets is None else format_budget_table(rows)
         print(f"{collection.name}: {len(judged)} queries, {len(collection.corpus)} documents")
         print(text)
     if args.output:

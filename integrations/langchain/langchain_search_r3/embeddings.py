@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from search_r3 import InvalidInputError, QueryEncodings, ReasoningEmbeddings, SearchR3Error
 from search_r3.framework_options import check_keys, l2_normalize, loader_kwargs
+from search_r3.query_cache import QueryCache
 from search_r3.settings import DEFAULT_BATCH_SIZE
 from search_r3.sparse import RecentReasoning
 
@@ -65,6 +66,11 @@ class SearchR3Embeddings(BaseModel, Embeddings):
             ``encode_kwargs``): the shared ones, and ``do_sample``, ``temperature``, ``top_p``,
             ``seed`` to sample the reasoning instead of greedy decoding.
         show_progress: Show a progress bar while embedding.
+        query_cache: A [`QueryCache`][search_r3.query_cache.QueryCache] to look queries up in
+            before reasoning: a repeated query (same model weights, text and reasoning settings)
+            gets the very same vector back without generating. Share one object between
+            embeddings, retrievers and LlamaIndex models; ``QueryCache(path=...)`` keeps it on
+            disk. Default: none (the core's own ``query_cache``, if the loaded model has one).
 
     Example:
         ```python
@@ -88,6 +94,7 @@ class SearchR3Embeddings(BaseModel, Embeddings):
     encode_kwargs: dict[str, Any] = Field(default_factory=dict)
     query_encode_kwargs: dict[str, Any] = Field(default_factory=dict)
     show_progress: bool = False
+    query_cache: QueryCache | None = None
 
     _client: ReasoningEmbeddings = PrivateAttr()
     _recent: RecentReasoning = PrivateAttr(default_factory=RecentReasoning)
@@ -103,6 +110,11 @@ class SearchR3Embeddings(BaseModel, Embeddings):
                     f"model={data['model']!r} and model_name={name!r} disagree; pass only one."
                 )
             data["model"] = name
+        cache = data.get("query_cache")
+        if cache is not None and not isinstance(cache, QueryCache):
+            raise InvalidInputError(
+                f"query_cache must be a search_r3.query_cache.QueryCache, not {type(cache).__name__}."
+            )
         check_keys("encode_kwargs", data.get("encode_kwargs") or {}, DOCUMENT_ENCODE_KEYS)
         check_keys("query_encode_kwargs", data.get("query_encode_kwargs") or {}, QUERY_ENCODE_KEYS)
         explicit = ("device", "dtype", "max_reasoning_tokens", "batch_size")
@@ -177,8 +189,10 @@ class SearchR3Embeddings(BaseModel, Embeddings):
         """
         options = self._query_options()
         normalize = options.pop("normalize_embeddings", False)
-        encoded = self._client.encode_queries(
+        encoded = encode_queries_cached(
+            self._client,
             list(texts),
+            self.query_cache,
             reasoning=self.reasoning,
             max_reasoning_tokens=self.max_reasoning_tokens,
             **options,
@@ -227,6 +241,18 @@ class SearchR3Embeddings(BaseModel, Embeddings):
         options.update({k: v for k, v in self.encode_kwargs.items() if k in SHARED_ENCODE_KEYS})
         options.update(self.query_encode_kwargs)
         return options
+
+
+def encode_queries_cached(
+    client: ReasoningEmbeddings, texts: Sequence[str], query_cache: QueryCache | None, **options: Any
+) -> QueryEncodings:
+    """``client.encode_queries(texts, **options)``, through ``query_cache`` when one is given.
+
+    Only the queries the cache does not hold are encoded, in one batched call.
+    """
+    if query_cache is None:
+        return client.encode_queries(list(texts), **options)
+    return query_cache.encode_queries(client, list(texts), **options)
 
 
 def _finish(vectors: np.ndarray, normalize: bool) -> np.ndarray:

@@ -15,8 +15,9 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableConfig
 from pydantic import ConfigDict, Field
 
-from langchain_search_r3.embeddings import SearchR3Embeddings
+from langchain_search_r3.embeddings import SearchR3Embeddings, encode_queries_cached
 from search_r3 import InvalidInputError, QueryEncodings, ReasoningEmbeddings
+from search_r3.query_cache import QueryCache
 from search_r3.store import QdrantStore, SearchResult
 
 #: Metadata keys every returned ``Document`` carries (they overwrite stored keys of the same name).
@@ -49,6 +50,10 @@ class SearchR3Retriever(BaseRetriever):
             ``"sparse"`` (default: hybrid for a hybrid store, dense for an older dense-only one);
             ``invoke(query, mode=...)`` overrides it for one call.
         fusion: ``"rrf"`` or ``"dbsf"`` in hybrid mode (default: the store's setting).
+        query_cache: A [`QueryCache`][search_r3.query_cache.QueryCache]: a query asked before
+            (same model, text and reasoning settings) is searched with its cached vector and
+            reasoning, without generating again (default: none; `from_texts` takes the one of
+            a `SearchR3Embeddings`).
 
     ``batch`` and ``abatch`` reason about all their queries in one batched generation (much
     faster than one generation per query), then search each; callbacks still see one run per
@@ -76,6 +81,7 @@ class SearchR3Retriever(BaseRetriever):
     max_reasoning_tokens: int | None = Field(default=None, ge=0)
     mode: Literal["hybrid", "dense", "sparse"] | None = None
     fusion: Literal["rrf", "dbsf"] | None = None
+    query_cache: QueryCache | None = None
 
     def _get_relevant_documents(
         self,
@@ -96,7 +102,16 @@ class SearchR3Retriever(BaseRetriever):
         filter = self.filter if filter is None else filter
         mode = self.mode if mode is None else mode
         ready = (_pre_encoded.get() or {}).get((query, reasoning, budget)) if isinstance(query, str) else None
-        if ready is not None:  # a batch encoded the query already: no second generation
+        if ready is None and self.query_cache is not None:
+            encoded = encode_queries_cached(
+                self.store.embeddings,
+                [query],
+                self.query_cache,
+                reasoning=reasoning,
+                max_reasoning_tokens=budget,
+            )
+            ready = (encoded.embeddings[0], encoded.reasoning[0], bool(encoded.forced[0]))
+        if ready is not None:  # encoded already (a batch or the cache): no second generation
             vector, reasoning_text, forced = ready
             result = self.store.search_encoded(
                 query,
@@ -163,8 +178,8 @@ class SearchR3Retriever(BaseRetriever):
         queries = list(dict.fromkeys(q for q in inputs if isinstance(q, str) and q.strip()))
         if len(queries) < 2:
             return {}
-        encoded: QueryEncodings = self.store.embeddings.encode_queries(
-            queries, reasoning=reasoning, max_reasoning_tokens=budget
+        encoded: QueryEncodings = encode_queries_cached(
+            self.store.embeddings, queries, self.query_cache, reasoning=reasoning, max_reasoning_tokens=budget
         )
         return {
             (q, reasoning, budget): (encoded.embeddings[i], encoded.reasoning[i], bool(encoded.forced[i]))
@@ -199,14 +214,16 @@ class SearchR3Retriever(BaseRetriever):
         """Build a store (local ``:memory:`` by default), add ``texts`` and return a retriever on it.
 
         ``kwargs`` are retriever fields (``k``, ``filter``, ``reasoning``, ``max_reasoning_tokens``,
-        ``mode``, ``fusion``);
-        a `SearchR3Embeddings` passes on its own ``reasoning`` and budget as defaults.
+        ``mode``, ``fusion``, ``query_cache``);
+        a `SearchR3Embeddings` passes on its own ``reasoning``, budget and ``query_cache`` as
+        defaults.
         With ``url`` the store lives on a Qdrant server instead; ``client`` uses an existing
         ``QdrantClient`` (left open by `QdrantStore.close`).
         """
         if isinstance(embeddings, SearchR3Embeddings):
             kwargs.setdefault("reasoning", embeddings.reasoning)
             kwargs.setdefault("max_reasoning_tokens", embeddings.max_reasoning_tokens)
+            kwargs.setdefault("query_cache", embeddings.query_cache)
         model = _reasoning_embeddings(embeddings)
         location: dict[str, Any]
         if client is not None:

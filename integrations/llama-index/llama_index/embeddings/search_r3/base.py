@@ -13,8 +13,9 @@ from typing import Any
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding, mean_agg
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.callbacks import CBEventType, EventPayload
-from search_r3 import QueryEncodings, ReasoningEmbeddings, SearchR3Error
+from search_r3 import InvalidInputError, QueryEncodings, ReasoningEmbeddings, SearchR3Error
 from search_r3.framework_options import dtype_name, loader_kwargs
+from search_r3.query_cache import QueryCache
 from search_r3.settings import DEFAULT_BATCH_SIZE
 from search_r3.sparse import RecentReasoning
 from search_r3.store import model_name_of
@@ -70,6 +71,12 @@ class SearchR3Embedding(BaseEmbedding):
         model_kwargs: Further `ReasoningEmbeddings.from_pretrained` arguments.
         embed_batch_size: Texts per forward pass; default `search_r3.settings.DEFAULT_BATCH_SIZE`.
         show_progress_bar: Show a progress bar while encoding.
+        query_cache: A [`QueryCache`][search_r3.query_cache.QueryCache] to look queries up in
+            before reasoning: a repeated query (same model weights, text and reasoning settings)
+            gets the very same vector back without generating, on every query path (single,
+            batched, async, retrievers). Share one object with other models and the LangChain
+            adapter; ``QueryCache(path=...)`` keeps it on disk. Not written by ``to_dict()``.
+            LlamaIndex's ``embeddings_cache`` caches text (node) embeddings only.
         **kwargs: ``BaseEmbedding`` fields (``callback_manager``, ``num_workers``,
             ``embeddings_cache``...) and loader keywords, as ``HuggingFaceEmbedding`` takes them.
 
@@ -96,6 +103,7 @@ class SearchR3Embedding(BaseEmbedding):
 
     _model: ReasoningEmbeddings = PrivateAttr()
     _recent: RecentReasoning = PrivateAttr(default_factory=RecentReasoning)
+    _query_cache: QueryCache | None = PrivateAttr(default=None)
 
     def __init__(
         self,
@@ -108,8 +116,13 @@ class SearchR3Embedding(BaseEmbedding):
         model_kwargs: dict[str, Any] | None = None,
         embed_batch_size: int = DEFAULT_BATCH_SIZE,
         show_progress_bar: bool = False,
+        query_cache: QueryCache | None = None,
         **kwargs: Any,
     ) -> None:
+        if query_cache is not None and not isinstance(query_cache, QueryCache):
+            raise InvalidInputError(
+                f"query_cache must be a search_r3.query_cache.QueryCache, not {type(query_cache).__name__}."
+            )
         base_fields = set(BaseEmbedding.model_fields)
         # HuggingFaceEmbedding passes loader keywords flat (**model_kwargs); keep them apart from
         # BaseEmbedding's own fields.
@@ -152,6 +165,7 @@ class SearchR3Embedding(BaseEmbedding):
             **kwargs,
         )
         self._model = loaded
+        self._query_cache = query_cache
 
     @classmethod
     def class_name(cls) -> str:
@@ -161,6 +175,11 @@ class SearchR3Embedding(BaseEmbedding):
     def client(self) -> ReasoningEmbeddings:
         """The underlying `search_r3.ReasoningEmbeddings`."""
         return self._model
+
+    @property
+    def query_cache(self) -> QueryCache | None:
+        """The `QueryCache` queries are looked up in first (``None``: every query reasons)."""
+        return self._query_cache
 
     @property
     def recent_reasoning(self) -> RecentReasoning:
@@ -179,13 +198,16 @@ class SearchR3Embedding(BaseEmbedding):
         Every query path (single, batched, async) goes through here; a retriever listening
         with `capture_query_encodings` receives the result.
         """
-        encoded = self._model.encode_queries(
-            list(queries),
-            reasoning=self.reasoning,
-            max_reasoning_tokens=self.max_reasoning_tokens,
-            batch_size=self.embed_batch_size,
-            show_progress_bar=self.show_progress_bar,
-        )
+        options: dict[str, Any] = {
+            "reasoning": self.reasoning,
+            "max_reasoning_tokens": self.max_reasoning_tokens,
+            "batch_size": self.embed_batch_size,
+            "show_progress_bar": self.show_progress_bar,
+        }
+        if self._query_cache is None:
+            encoded = self._model.encode_queries(list(queries), **options)
+        else:  # only the queries the cache does not hold reason, in one batched call
+            encoded = self._query_cache.encode_queries(self._model, list(queries), **options)
         sink = _capture.get()
         if sink is not None:
             sink.append(encoded)
