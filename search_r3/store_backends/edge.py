@@ -24,13 +24,25 @@ import json
 import os
 import re
 import shutil
-import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 from search_r3.store_backends import tuning
+from search_r3.store_backends.edge_models import (
+    client_record,
+    completed,
+    dense_layout,
+    edge_filter,
+    edge_params,
+    edge_point_id,
+    edge_prefetch,
+    edge_query,
+    edge_vectors,
+    schema_type,
+    sparse_layout,
+)
 from search_r3.store_backends.errors import StoreError, StoreLockedError
 
 #: File that marks a folder as a qdrant-edge store.
@@ -43,7 +55,6 @@ COLLECTION_FILE = "collection.json"
 SHARD_DIR = "shard"
 
 _NAME = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,254}$")
-_DISTANCES = ("Cosine", "Dot", "Euclid", "Manhattan")
 
 
 def is_edge_store(folder: Path) -> bool:
@@ -124,8 +135,8 @@ class EdgeClient:
 
         if self.collection_exists(collection_name):
             raise StoreError(f"Collection {collection_name!r} already exists.")
-        dense = _dense_layout(vectors_config)
-        sparse = _sparse_layout(sparse_vectors_config)
+        dense = dense_layout(vectors_config)
+        sparse = sparse_layout(sparse_vectors_config)
         folder = self._dir(collection_name)
         if folder.exists():  # a creation cut short before its description was written
             shutil.rmtree(folder)
@@ -222,7 +233,7 @@ class EdgeClient:
             config=config,
             payload_schema={
                 key: models.PayloadIndexInfo.model_construct(
-                    data_type=_schema_type(index.data_type), points=int(index.points)
+                    data_type=schema_type(index.data_type), points=int(index.points)
                 )
                 for key, index in info.payload_schema.items()
             },
@@ -253,10 +264,10 @@ class EdgeClient:
         """Insert or replace points (``PointStruct`` objects); on the write-ahead log when it returns."""
         import qdrant_edge as qe
 
-        converted = [qe.Point(_point_id(p.id), _vectors(p.vector), p.payload or {}) for p in points]
+        converted = [qe.Point(edge_point_id(p.id), edge_vectors(p.vector), p.payload or {}) for p in points]
         if converted:
             self._shard(collection_name).update(qe.UpdateOperation.upsert_points(converted))
-        return _completed()
+        return completed()
 
     def delete(self, collection_name: str, points_selector: Any, wait: bool = True, **_: Any) -> Any:
         """Delete points by ids (``PointIdsList`` or a list) or by filter (``FilterSelector``/``Filter``)."""
@@ -265,7 +276,7 @@ class EdgeClient:
 
         shard = self._shard(collection_name)
         if isinstance(points_selector, models.PointIdsList):
-            ids = [_point_id(i) for i in points_selector.points]
+            ids = [edge_point_id(i) for i in points_selector.points]
             if ids:
                 shard.update(qe.UpdateOperation.delete_points(ids))
         elif isinstance(points_selector, (models.FilterSelector, models.Filter)):
@@ -277,10 +288,10 @@ class EdgeClient:
             shard.update(qe.UpdateOperation.delete_points_by_filter(edge_filter(selected)))
         elif isinstance(points_selector, (list, tuple)):
             if points_selector:
-                shard.update(qe.UpdateOperation.delete_points([_point_id(i) for i in points_selector]))
+                shard.update(qe.UpdateOperation.delete_points([edge_point_id(i) for i in points_selector]))
         else:
             raise StoreError(f"Unsupported points selector {type(points_selector).__name__}.")
-        return _completed()
+        return completed()
 
     def create_payload_index(self, collection_name: str, field_name: str, field_schema: Any, **_: Any) -> Any:
         """Index a payload field (keyword, integer, float, bool, uuid, datetime, text)."""
@@ -295,7 +306,7 @@ class EdgeClient:
                 f"Unsupported payload index type {kind!r}; use one of {', '.join(sorted(names))}."
             )
         self._shard(collection_name).update(qe.UpdateOperation.create_field_index(field_name, names[kind]))
-        return _completed()
+        return completed()
 
     # -- reading ------------------------------------------------------------------------------
     def retrieve(
@@ -311,9 +322,9 @@ class EdgeClient:
         if not ids:
             return []
         found = self._shard(collection_name).retrieve(
-            [_point_id(i) for i in ids], with_payload=with_payload, with_vector=with_vectors
+            [edge_point_id(i) for i in ids], with_payload=with_payload, with_vector=with_vectors
         )
-        return [_record(r, models.Record) for r in found]
+        return [client_record(r, models.Record) for r in found]
 
     def scroll(
         self,
@@ -330,7 +341,7 @@ class EdgeClient:
 
         records, next_offset = self._shard(collection_name).scroll(
             qe.ScrollRequest(
-                offset=None if offset is None else _point_id(offset),
+                offset=None if offset is None else edge_point_id(offset),
                 limit=limit,
                 filter=edge_filter(scroll_filter),
                 with_payload=with_payload,
@@ -338,7 +349,7 @@ class EdgeClient:
             )
         )
         following = next_offset if next_offset is None or isinstance(next_offset, int) else str(next_offset)
-        return [_record(r, models.Record) for r in records], following
+        return [client_record(r, models.Record) for r in records], following
 
     def count(self, collection_name: str, count_filter: Any = None, exact: bool = True, **_: Any) -> Any:
         import qdrant_edge as qe
@@ -383,7 +394,7 @@ class EdgeClient:
         )
         points = self._shard(collection_name).query(request)
         return http_models.QueryResponse.model_construct(
-            points=[_record(p, models.ScoredPoint) for p in points]
+            points=[client_record(p, models.ScoredPoint) for p in points]
         )
 
     # -- index building and lifetime ------------------------------------------------------------
@@ -438,261 +449,6 @@ def locked_message(folder: Path) -> str:
         "use a different --path, or run a Qdrant server (e.g. `docker run -p 6333:6333 "
         "qdrant/qdrant`) and connect to it with --url / QDRANT_URL so several processes can share it."
     )
-
-
-# -- qdrant-client models -> qdrant-edge --------------------------------------------------------
-def edge_filter(flt: Any) -> Any:
-    """A qdrant-edge ``Filter`` from a ``qdrant_client.models.Filter`` (``None`` stays ``None``)."""
-    import qdrant_edge as qe
-    from qdrant_client import models
-
-    if flt is None:
-        return None
-    if not isinstance(flt, models.Filter):
-        raise StoreError(f"filter must be a qdrant_client.models.Filter, not {type(flt).__name__}.")
-
-    def conditions(value: Any) -> list[Any] | None:
-        if value is None:
-            return None
-        items = value if isinstance(value, list) else [value]
-        return [_condition(c) for c in items]
-
-    min_should = None
-    if flt.min_should is not None:
-        min_should = qe.MinShould(
-            [_condition(c) for c in flt.min_should.conditions], flt.min_should.min_count
-        )
-    return qe.Filter(
-        must=conditions(flt.must),
-        should=conditions(flt.should),
-        must_not=conditions(flt.must_not),
-        min_should=min_should,
-    )
-
-
-def _condition(cond: Any) -> Any:
-    import qdrant_edge as qe
-    from qdrant_client import models
-
-    if isinstance(cond, models.Filter):
-        return edge_filter(cond)
-    if isinstance(cond, models.FieldCondition):
-        return qe.FieldCondition(
-            key=cond.key,
-            match=_match(cond.match),
-            range=_range(cond.range),
-            values_count=(
-                qe.ValuesCount(**cond.values_count.model_dump(exclude_none=True))
-                if cond.values_count is not None
-                else None
-            ),
-            is_empty=cond.is_empty,
-            is_null=cond.is_null,
-        )
-    if isinstance(cond, models.HasIdCondition):
-        return qe.HasIdCondition({_point_id(i) for i in cond.has_id})
-    if isinstance(cond, models.IsEmptyCondition):
-        return qe.IsEmptyCondition(cond.is_empty.key)
-    if isinstance(cond, models.IsNullCondition):
-        return qe.IsNullCondition(cond.is_null.key)
-    if isinstance(cond, models.HasVectorCondition):
-        return qe.HasVectorCondition(cond.has_vector)
-    raise StoreError(
-        f"The embedded engine does not support {type(cond).__name__} filters here; use field, id, "
-        "is-empty or is-null conditions, or a Qdrant server (--url)."
-    )
-
-
-def _match(match: Any) -> Any:
-    import qdrant_edge as qe
-    from qdrant_client import models
-
-    if match is None:
-        return None
-    if isinstance(match, models.MatchValue):
-        value = match.value
-        if isinstance(value, bool):  # qdrant-edge 0.9 reads a Python bool as the integer 0/1
-            import numpy as np
-
-            value = np.bool_(value)
-        return qe.MatchValue(value)
-    if isinstance(match, models.MatchAny):
-        return qe.MatchAny(list(match.any))
-    if isinstance(match, models.MatchExcept):
-        return qe.MatchExcept(list(match.except_))
-    if isinstance(match, models.MatchText):
-        return qe.MatchText(match.text)
-    if isinstance(match, models.MatchPhrase):
-        return qe.MatchPhrase(match.phrase)
-    raise StoreError(f"The embedded engine does not support {type(match).__name__} conditions here.")
-
-
-def _range(rng: Any) -> Any:
-    import qdrant_edge as qe
-    from qdrant_client import models
-
-    if rng is None:
-        return None
-    bounds = {k: getattr(rng, k) for k in ("gte", "gt", "lte", "lt")}
-    if isinstance(rng, models.DatetimeRange):
-        return qe.RangeDateTime(**{k: None if v is None else _iso(v) for k, v in bounds.items()})
-    return qe.RangeFloat(**{k: None if v is None else float(v) for k, v in bounds.items()})
-
-
-def _iso(value: Any) -> str:
-    return value.isoformat() if hasattr(value, "isoformat") else str(value)
-
-
-def edge_query(query: Any, using: str | None = None) -> Any:
-    """A qdrant-edge scoring query from what ``QdrantClient.query_points`` takes."""
-    import qdrant_edge as qe
-    from qdrant_client import models
-
-    if query is None:
-        return None
-    if isinstance(query, models.NearestQuery):
-        return edge_query(query.nearest, using)
-    if isinstance(query, models.SparseVector):
-        return qe.Query.Nearest(qe.SparseVector(list(query.indices), list(query.values)), using=using)
-    if isinstance(query, models.FusionQuery):
-        if query.fusion == models.Fusion.DBSF:
-            return qe.Fusion.Dbsf()
-        return qe.Fusion.Rrf(2)  # Qdrant's default RRF constant
-    if isinstance(query, models.RrfQuery):
-        rrf = query.rrf
-        return qe.Fusion.Rrf(
-            int(rrf.k if rrf.k is not None else 2), list(rrf.weights) if rrf.weights else None
-        )
-    if hasattr(query, "tolist"):
-        query = query.tolist()
-    if isinstance(query, (list, tuple)) and all(isinstance(x, (int, float)) for x in query):
-        return qe.Query.Nearest([float(x) for x in query], using=using)
-    raise StoreError(f"The embedded engine does not support {type(query).__name__} queries here.")
-
-
-def edge_prefetch(prefetch: Any) -> Any:
-    import qdrant_edge as qe
-
-    nested = prefetch.prefetch
-    nested_list = nested if isinstance(nested, list) else ([nested] if nested is not None else [])
-    return qe.Prefetch(
-        limit=int(prefetch.limit if prefetch.limit is not None else 10),
-        query=edge_query(prefetch.query, prefetch.using),
-        prefetches=[edge_prefetch(p) for p in nested_list] or None,
-        params=edge_params(prefetch.params),
-        filter=edge_filter(prefetch.filter),
-        score_threshold=prefetch.score_threshold,
-    )
-
-
-def edge_params(params: Any) -> Any:
-    """qdrant-edge ``SearchParams`` (``hnsw_ef``, ``exact``) from qdrant-client's."""
-    import qdrant_edge as qe
-
-    if params is None:
-        return None
-    return qe.SearchParams(hnsw_ef=params.hnsw_ef, exact=bool(params.exact))
-
-
-def _vectors(vector: Any) -> Any:
-    import qdrant_edge as qe
-    from qdrant_client import models
-
-    def one(value: Any) -> Any:
-        if isinstance(value, models.SparseVector):
-            return qe.SparseVector(list(value.indices), list(value.values))
-        if hasattr(value, "tolist"):
-            return value.tolist()
-        return [float(x) for x in value]
-
-    if isinstance(vector, dict):
-        return {name: one(value) for name, value in vector.items()}
-    return one(vector)
-
-
-def _point_id(value: Any) -> Any:
-    """An id qdrant-edge takes: an unsigned integer or a UUID (given as text or ``UUID``)."""
-    if isinstance(value, bool):
-        raise StoreError(f"Point ids must be unsigned integers or UUIDs, got {value!r}.")
-    if isinstance(value, int):
-        return value
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise StoreError(f"Point ids must be unsigned integers or UUIDs, got {value!r}.") from None
-
-
-def _record(found: Any, kind: Any) -> Any:
-    """A qdrant-client ``Record`` / ``ScoredPoint`` from a qdrant-edge one (no validation cost)."""
-    from qdrant_client import models
-
-    vector = found.vector
-    if isinstance(vector, dict):
-        vector = {
-            name: (
-                models.SparseVector(indices=list(v.indices), values=list(v.values))
-                if hasattr(v, "indices")
-                else v
-            )
-            for name, v in vector.items()
-        }
-        if list(vector) == [""]:
-            vector = vector[""]
-    point_id = found.id if isinstance(found.id, int) else str(found.id)
-    fields: dict[str, Any] = {"id": point_id, "payload": found.payload, "vector": vector}
-    if kind is models.ScoredPoint:
-        fields.update(version=found.version, score=float(found.score))
-    return kind.model_construct(**fields)
-
-
-def _schema_type(kind: Any) -> Any:
-    """qdrant-client's ``PayloadSchemaType`` for a qdrant-edge one (by name)."""
-    from qdrant_client import models
-
-    name = str(getattr(kind, "name", kind)).rsplit(".", 1)[-1].lower()
-    try:
-        return models.PayloadSchemaType(name)
-    except ValueError:
-        return name
-
-
-def _completed() -> Any:
-    from qdrant_client import models
-
-    return models.UpdateResult(operation_id=None, status=models.UpdateStatus.COMPLETED)
-
-
-def _dense_layout(config: Any) -> dict[str, dict[str, Any]]:
-    from qdrant_client import models
-
-    if config is None:
-        return {}
-    items: Iterable[tuple[str, Any]] = config.items() if isinstance(config, dict) else [("", config)]
-    layout = {}
-    for name, params in items:
-        if not isinstance(params, models.VectorParams):
-            raise StoreError(f"vectors_config must hold qdrant_client.models.VectorParams, not {params!r}.")
-        distance = getattr(params.distance, "value", params.distance)
-        if distance not in _DISTANCES:
-            raise StoreError(f"Unknown distance {distance!r}; use one of {', '.join(_DISTANCES)}.")
-        layout[name] = {"size": int(params.size), "distance": distance}
-    return layout
-
-
-def _modifier(spec: dict[str, Any]) -> Any:
-    import qdrant_edge as qe
-
-    return qe.Modifier.Idf if spec.get("modifier") == "idf" else None
-
-
-def _sparse_layout(config: Any) -> dict[str, dict[str, Any]]:
-    from qdrant_client import models
-
-    layout = {}
-    for name, params in (config or {}).items():
-        modifier = getattr(params, "modifier", None)
-        layout[name] = {"modifier": "idf" if modifier == models.Modifier.IDF else None}
-    return layout
 
 
 def _write_json(path: Path, value: Any) -> None:
