@@ -365,6 +365,8 @@ class SlotDecoder:
     def step_many(self, scripts: Sequence[Sequence[int]]) -> torch.Tensor:
         """Feed each live row its own list of tokens (right-padded); returns each row's last state."""
         width = max(len(s) for s in scripts)
+        if width == 1 and len(scripts) == 1 == self.size and self.w.lean:
+            return self.step(scripts[0])  # one token for one row: the one-row step
         ids = torch.zeros(len(scripts), width, dtype=torch.long)
         for j, script in enumerate(scripts):
             ids[j, : len(script)] = torch.tensor(list(script), dtype=torch.long)
