@@ -150,6 +150,14 @@ class _Layer:
         self.input_rms, self.post_rms = _rms(self.input_norm), _rms(self.post_norm)
 
 
+def _tolerance(dtype: torch.dtype) -> dict[str, float]:
+    """How far two roundings of the same formula may differ in ``dtype``: a few units of its
+    precision (a different formula, such as Gemma's ``1 + weight`` norm or an interleaved rotary
+    embedding, differs by far more)."""
+    unit = max(float(torch.finfo(dtype).eps), 2.0**-20) * 4
+    return {"rtol": unit, "atol": unit}
+
+
 def _rms(norm: nn.Module) -> tuple[torch.Tensor, float] | None:
     """``(weight, eps)`` of a norm that ``F.rms_norm`` computes (Llama's RMSNorm), else None."""
     weight, eps = getattr(norm, "weight", None), getattr(norm, "variance_epsilon", None)
@@ -157,7 +165,8 @@ def _rms(norm: nn.Module) -> tuple[torch.Tensor, float] | None:
         return None
     probe = torch.randn(2, weight.shape[0], generator=torch.Generator().manual_seed(0)).to(weight)
     with torch.inference_mode():
-        same = torch.allclose(norm(probe), F.rms_norm(probe, weight.shape, weight, eps), rtol=1e-5, atol=1e-6)
+        got, want = F.rms_norm(probe, weight.shape, weight, eps), norm(probe)
+    same = torch.allclose(got.float(), want.float(), **_tolerance(weight.dtype))
     return (weight, eps) if same else None
 
 
@@ -202,7 +211,7 @@ class _Weights:
             joint = torch.cat([q[0, :, 0], k[0, :, 0]]).to(self.device)
             got = _rotate(joint, cos[0, 0].to(self.device), _signed_sin(sin[0, 0]).to(self.device))
         want = torch.cat([want_q[0, :, 0], want_k[0, :, 0]]).to(self.device)
-        return bool(torch.allclose(got, want, rtol=1e-5, atol=1e-6))
+        return bool(torch.allclose(got.float(), want.float(), **_tolerance(self.dtype)))
 
 
 def _signed_sin(sin: torch.Tensor) -> torch.Tensor:
