@@ -122,3 +122,22 @@ def test_one_row_step_equals_the_generic_forward(model_and_prompt, monkeypatch):
             assert torch.allclose(last[0], last[1], atol=1e-5, rtol=1e-4)
     assert len(calls) == 1  # the prompt only: every step took the one-row path
     assert lean.lengths == generic.lengths == [len(prompt) + 20]
+
+
+def test_one_row_step_only_for_the_formulas_it_computes(model_and_prompt):
+    """The one-row step is taken in float32 and bfloat16, but not for a model whose norm computes
+    something else (here Gemma's ``1 + weight`` scaling)."""
+    import copy
+
+    from search_r3 import slot_decoder
+
+    model, _ = model_and_prompt
+    half = copy.deepcopy(model).to(torch.bfloat16)
+    assert slot_decoder.SlotDecoder(half).w.lean
+    other = copy.deepcopy(model)
+    norm = other.model.layers[0].post_attention_layernorm
+    plain = type(norm).forward
+    unit = lambda x: x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)  # noqa: E731
+    norm.forward = lambda x: plain(norm, x) + unit(x)  # weight * x̂ + x̂ = (1 + weight) * x̂
+    other.model.layers[0].post_attention_layernorm = norm
+    assert not slot_decoder.SlotDecoder(other).w.lean
