@@ -13,6 +13,15 @@ one product, gate/up into another): at batch 1 decoding reads every weight once 
 the packed layout streams them faster than the plain one, several times faster for a few rows.
 The packed copies cost as much memory as the weights they copy; they are rebuilt when a weight
 changes.
+
+One query at a time (one live row, one token) takes a leaner step still (``_step_one``): at batch
+1 each small operation's dispatch costs about what its arithmetic does, so the norms run as one
+``F.rms_norm``, the rotary embedding of q and k as three operations, attention without a mask
+over the row's own keys, and the residual additions inside the projections. It is used only
+where the model's norm and rotary embedding are checked to compute the same formulas. Greedy
+picks from a float32 head read a bfloat16 copy and settle close calls in float32
+(``search_r3.head_argmax``): the same tokens, about half the head's bytes (the head is a fifth
+of SmolLM2-135M's weights).
 Models of another layout use the transformers forward instead (see ``search_r3.decoding``).
 """
 
