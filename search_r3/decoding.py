@@ -394,12 +394,17 @@ class Decoder:
         choice: dict[int, int] = {}
         if picking:
             assert self.last is not None
-            logits = self.backend.logits(self.last if len(picking) == len(rows) else self.last[picking])
-            for i, j in enumerate(picking):
-                banned = banned_next_tokens(rows[j].generated, rules.no_repeat_ngram_size)
-                if banned:
-                    logits[i, banned] = float("-inf")
-            picks = _pick(logits, rules.sampling, self.generator).tolist()
+            hidden = self.last if len(picking) == len(rows) else self.last[picking]
+            banned = [banned_next_tokens(rows[j].generated, rules.no_repeat_ngram_size) for j in picking]
+            greedy = getattr(self.backend, "greedy", None)
+            if greedy is not None and not rules.sampling.do_sample:
+                picks = greedy(hidden, banned)  # the backend's argmax, without all the logits
+            else:
+                logits = self.backend.logits(hidden)
+                for i, ids in enumerate(banned):
+                    if ids:
+                        logits[i, ids] = float("-inf")
+                picks = _pick(logits, rules.sampling, self.generator).tolist()
             choice = dict(zip(picking, picks, strict=True))
 
         closing = rules.closing_ids

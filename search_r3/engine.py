@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +64,8 @@ class _Request:
     reasoning: bool
     budget: int
     future: Future[QueryEncodings]
+    submitted: float = 0.0  # time.perf_counter() at submit
+    on_start: Callable[[float], Any] | None = None
 
 
 class QueryEngine:
@@ -110,7 +114,12 @@ class QueryEngine:
 
     # -- public API -------------------------------------------------------------------------
     def submit(
-        self, query: str, reasoning: bool | None = None, max_reasoning_tokens: int | None = None
+        self,
+        query: str,
+        reasoning: bool | None = None,
+        max_reasoning_tokens: int | None = None,
+        *,
+        on_start: Callable[[float], Any] | None = None,
     ) -> Future[QueryEncodings]:
         """Queue one query; the future's result is a one-row ``QueryEncodings``.
 
@@ -118,6 +127,9 @@ class QueryEngine:
             query: The query text.
             reasoning: Reason before embedding (default: the model's ``reasoning``).
             max_reasoning_tokens: Budget of generated tokens (default: the model's).
+            on_start: Called from the engine's thread with the seconds the query waited in the
+                queue, when it leaves it (joins the decoding batch, or is embedded with reasoning
+                off). Not called for a query that fails or is cancelled before that.
 
         Raises:
             EngineClosedError: The engine was closed. A bad query or budget does not raise here:
@@ -137,7 +149,7 @@ class QueryEngine:
                     InvalidInputError(f"max_reasoning_tokens must be an integer >= 0, got {budget!r}.")
                 )
                 return future
-            self._pending.append(_Request(query, reasoning, budget, future))
+            self._pending.append(_Request(query, reasoning, budget, future, time.perf_counter(), on_start))
             self._cond.notify()
         return future
 
@@ -243,7 +255,11 @@ class QueryEngine:
     def _start(self, requests: list[_Request]) -> None:
         emb = self.embeddings
         direct, rows = [], []
+        now = time.perf_counter()
         for request in requests:
+            if request.on_start is not None:
+                with contextlib.suppress(Exception):  # a metrics hook never fails a query
+                    request.on_start(now - request.submitted)
             try:
                 text = validate_texts([request.query], "query")[0]
                 kind = "reasoning" if request.reasoning else "query"

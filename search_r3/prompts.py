@@ -4,12 +4,19 @@ The chat template is rendered once per instruction around a sentinel; the templa
 tokenised with special-token parsing on, the user text with it off. So a document containing
 ``<|embed_token|>`` or ``<|im_end|>`` is read as plain characters and every prompt holds exactly
 one embed token: ours.
+
+A transformers tokenizer keeps its special-token mode as state that each call switches, so two
+threads sharing it could each read text in the other's mode. A ``PromptBuilder`` therefore never
+switches it: it encodes with private copies of the tokenizer's backend, one fixed to each mode
+(or, for a tokenizer without a ``tokenizers`` backend, under a lock), and is safe to share
+between threads (a server's request threads, an engine's decoding thread).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -68,6 +75,64 @@ def validate_texts(texts: Sequence[Any], what: str = "text") -> list[str]:
     return checked
 
 
+#: Texts on which private encoders must agree with the tokenizer's own calls before they are used.
+_PROBES = (
+    "plain words, digits 12345 and punctuation!?",
+    "<|im_start|>user\nhi <|embed_token|> there<|im_end|>\n<|endoftext|>",
+    "  leading spaces, caf\u00e9, \u4e2d\u6587, tabs\tand\nnew lines  ",
+)
+
+
+def _encoders(tokenizer: Any) -> tuple[Callable[[str], list[int]], Callable[[str], list[int]]]:
+    """``(markup, plain)``: text to ids with special tokens parsed, and with them split.
+
+    Both run on private copies of the tokenizer's ``tokenizers`` backend, each fixed to its mode,
+    so they share no state with the tokenizer or each other (they are thread-safe). Where the
+    tokenizer has no such backend, or the copies disagree with the tokenizer on the probes, both
+    call the tokenizer itself under one lock.
+    """
+
+    def call(text: str, split: bool) -> list[int]:
+        return list(tokenizer(text, add_special_tokens=False, split_special_tokens=split)["input_ids"])
+
+    backend = getattr(tokenizer, "_tokenizer", None)
+    if backend is not None and hasattr(backend, "to_str"):
+        try:
+            from tokenizers import Tokenizer
+
+            copies = []
+            for split in (False, True):
+                copy = Tokenizer.from_str(backend.to_str())
+                copy.no_truncation()
+                copy.no_padding()
+                copy.encode_special_tokens = split
+                copies.append(copy)
+            markup_copy, plain_copy = copies
+
+            def markup(text: str) -> list[int]:
+                return list(markup_copy.encode(text, add_special_tokens=False).ids)
+
+            def plain(text: str) -> list[int]:
+                return list(plain_copy.encode(text, add_special_tokens=False).ids)
+
+            if all(markup(p) == call(p, False) and plain(p) == call(p, True) for p in _PROBES):
+                return markup, plain
+            logger.debug("private tokenizer copies disagree with %s; encoding under a lock", type(tokenizer))
+        except Exception:  # any failure to copy: the locked calls below are always correct
+            logger.debug("could not copy the tokenizer backend; encoding under a lock", exc_info=True)
+    lock = threading.Lock()
+
+    def locked_markup(text: str) -> list[int]:
+        with lock:
+            return call(text, False)
+
+    def locked_plain(text: str) -> list[int]:
+        with lock:
+            return call(text, True)
+
+    return locked_markup, locked_plain
+
+
 @dataclass(frozen=True)
 class _Template:
     """Ids before and after the user text for one system instruction."""
@@ -77,7 +142,10 @@ class _Template:
 
 
 class PromptBuilder:
-    """Builds the token ids of document, query and reasoning prompts for one tokenizer."""
+    """Builds the token ids of document, query and reasoning prompts for one tokenizer.
+
+    Safe to share between threads: it never switches the tokenizer's state (see the module).
+    """
 
     def __init__(self, tokenizer: Any, settings: SearchR3Settings, max_length: int | None = None):
         if not getattr(tokenizer, "chat_template", None):
@@ -91,14 +159,16 @@ class PromptBuilder:
         self.max_length = max_length or settings.max_length
         self._templates: dict[str, _Template] = {}
         self.truncated_count = 0
+        self._markup, self._plain = _encoders(tokenizer)
+        self._local = threading.local()  # this thread's count of truncated texts
 
     # -- pieces -----------------------------------------------------------------------------
     def _encode_markup(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return self._markup(text)
 
     def encode_plain(self, text: str) -> list[int]:
         """User text as data: special-token strings are split into ordinary tokens."""
-        return list(self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
+        return self._plain(text)
 
     def _template(self, instruction: str) -> _Template:
         cached = self._templates.get(instruction)
@@ -142,7 +212,8 @@ class PromptBuilder:
                 f"({reserved} tokens); raise max_length."
             )
         if len(ids) > budget:
-            self.truncated_count += 1
+            self.truncated_count += 1  # all threads (approximate under concurrency)
+            self._local.truncated = getattr(self._local, "truncated", 0) + 1
             ids = ids[:budget]
         return ids
 
@@ -177,9 +248,10 @@ class PromptBuilder:
             "query": self.query_ids,
             "reasoning": self.reasoning_prompt_ids,
         }[kind]
-        before = self.truncated_count
+        before = getattr(self._local, "truncated", 0)
         prompts = [make(t) for t in texts]
-        truncated = self.truncated_count - before
+        truncated = getattr(self._local, "truncated", 0) - before  # this call's, not other threads'
+
         if truncated:
             logger.warning(
                 "%d of %d texts were longer than max_length=%d tokens and were truncated; raise "

@@ -13,6 +13,15 @@ one product, gate/up into another): at batch 1 decoding reads every weight once 
 the packed layout streams them faster than the plain one, several times faster for a few rows.
 The packed copies cost as much memory as the weights they copy; they are rebuilt when a weight
 changes.
+
+One query at a time (one live row, one token) takes a leaner step still (``_step_one``): at batch
+1 each small operation's dispatch costs about what its arithmetic does, so the norms run as one
+``F.rms_norm``, the rotary embedding of q and k as three operations, attention without a mask
+over the row's own keys, and the residual additions inside the projections. It is used only
+where the model's norm and rotary embedding are checked to compute the same formulas. Greedy
+picks from a float32 head read a bfloat16 copy and settle close calls in float32
+(``search_r3.head_argmax``): the same tokens, about half the head's bytes (the head is a fifth
+of SmolLM2-135M's weights).
 Models of another layout use the transformers forward instead (see ``search_r3.decoding``).
 """
 
@@ -26,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from search_r3.head_argmax import CertifiedArgmax
 from search_r3.pooling import backbone_of
 
 #: ``config.model_type`` values whose decoder layers have the Llama layout this module runs.
@@ -73,18 +83,33 @@ class _Linears:
         self.biases = [m.bias for m in modules]
         self.sizes = [int(w.shape[0]) for w in self.weights]
         self.packed: Callable[[torch.Tensor], torch.Tensor] | None = None
+        self.packed_add: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
         if pack and self.weights[0].device.type == "cpu":
             weight = torch.cat([w.detach() for w in self.weights])
             bias = None
             if any(b is not None for b in self.biases):
                 pairs = zip(self.weights, self.biases, strict=True)
                 bias = torch.cat([w.new_zeros(w.shape[0]) if b is None else b.detach() for w, b in pairs])
-            self.packed = _packed(weight, bias)
+            self.packed, self.packed_add = _packed(weight, bias)
 
     def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
         if self.packed is not None:
             return list(self.packed(x).split(self.sizes, dim=-1))
         return [F.linear(x, w, b) for w, b in zip(self.weights, self.biases, strict=True)]
+
+    def joint(self, x: torch.Tensor) -> torch.Tensor:
+        """All the projections side by side in one ``(rows, sum of sizes)`` tensor."""
+        if self.packed is not None:
+            return self.packed(x)
+        if len(self.weights) == 1:
+            return F.linear(x, self.weights[0], self.biases[0])
+        return torch.cat(self(x), dim=-1)
+
+    def add(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """``residual`` plus the (single) projection of ``x``, the sum fused into the product."""
+        if self.packed_add is not None:
+            return self.packed_add(x, residual)
+        return residual + F.linear(x, self.weights[0], self.biases[0])
 
 
 #: Row count oneDNN lays the packed weights out for. On the development machine (AVX-512) this
@@ -92,20 +117,34 @@ class _Linears:
 PACK_ROWS = 8
 
 
-def _packed(weight: torch.Tensor, bias: torch.Tensor | None) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """A product with a prepacked copy of ``weight`` (oneDNN), or None where unavailable."""
+def _packed(weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[Any, Any]:
+    """A product with a prepacked copy of ``weight`` (oneDNN), and the same product plus a
+    residual (the addition fused as a oneDNN post-op); None for either where unavailable."""
     if weight.dtype not in (torch.float32, torch.bfloat16) or not torch.backends.mkldnn.is_available():
-        return None
+        return None, None
+    linear = torch.ops.mkldnn._linear_pointwise
     try:
         packed = torch.ops.mkldnn._reorder_linear_weight(weight, PACK_ROWS)
-        probe = torch.ops.mkldnn._linear_pointwise(
-            weight.new_zeros(1, weight.shape[1]), packed, bias, "none", [], ""
-        )
+        probe = linear(weight.new_zeros(1, weight.shape[1]), packed, bias, "none", [], "")
     except (RuntimeError, AttributeError):  # an operator missing from this torch build
-        return None
+        return None, None
     if probe.shape != (1, weight.shape[0]):
-        return None
-    return lambda x: torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+        return None, None
+
+    def product(x: torch.Tensor) -> torch.Tensor:
+        return linear(x, packed, bias, "none", [], "")
+
+    try:
+        zeros = weight.new_zeros(1, weight.shape[1])
+        summed = linear.binary(zeros, torch.ones_like(probe), packed, bias, "add")
+        fused = bool(summed.shape == probe.shape and torch.equal(summed, probe + 1))
+    except (RuntimeError, AttributeError):
+        fused = False
+
+    def product_add(x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return linear.binary(x, residual, packed, bias, "add")
+
+    return product, (product_add if fused else None)
 
 
 class _Layer:
@@ -117,6 +156,27 @@ class _Layer:
         self.gate_up = _Linears([mlp.gate_proj, mlp.up_proj], pack)
         self.down = _Linears([mlp.down_proj], pack)
         self.act = mlp.act_fn
+        self.input_rms, self.post_rms = _rms(self.input_norm), _rms(self.post_norm)
+
+
+def _tolerance(dtype: torch.dtype) -> dict[str, float]:
+    """How far two roundings of the same formula may differ in ``dtype``: a few units of its
+    precision (a different formula, such as Gemma's ``1 + weight`` norm or an interleaved rotary
+    embedding, differs by far more)."""
+    unit = max(float(torch.finfo(dtype).eps), 2.0**-20) * 4
+    return {"rtol": unit, "atol": unit}
+
+
+def _rms(norm: nn.Module) -> tuple[torch.Tensor, float] | None:
+    """``(weight, eps)`` of a norm that ``F.rms_norm`` computes (Llama's RMSNorm), else None."""
+    weight, eps = getattr(norm, "weight", None), getattr(norm, "variance_epsilon", None)
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 1 or not isinstance(eps, float):
+        return None
+    probe = torch.randn(2, weight.shape[0], generator=torch.Generator().manual_seed(0)).to(weight)
+    with torch.inference_mode():
+        got, want = F.rms_norm(probe, weight.shape, weight, eps), norm(probe)
+    same = torch.allclose(got.float(), want.float(), **_tolerance(weight.dtype))
+    return (weight, eps) if same else None
 
 
 class _Weights:
@@ -139,6 +199,42 @@ class _Weights:
         self.version = _version(causal_lm)
         #: the last prompt head computed: its ids, and its keys and values per layer
         self.prefix: tuple[list[int], list[torch.Tensor], list[torch.Tensor]] = ([], [], [])
+        self.final_rms = _rms(self.norm)
+        #: whether one row's decoding step can take the lean path (``SlotDecoder._step_one``)
+        self.lean = (
+            self.final_rms is not None
+            and all(layer.input_rms is not None and layer.post_rms is not None for layer in self.layers)
+            and self.heads % self.kv_heads == 0
+            and self._rotary_is_half_rotation()
+        )
+        self.greedy = CertifiedArgmax.build(self.head.weights[0], self.head.biases[0]) if pack else None
+
+    def _rotary_is_half_rotation(self) -> bool:
+        """Whether the model's rotary embedding is the rotate-half form ``_rotate`` computes."""
+        generator = torch.Generator().manual_seed(0)
+        q = torch.randn(1, self.heads, 1, self.head_dim, generator=generator).to(self.dtype)
+        k = torch.randn(1, self.kv_heads, 1, self.head_dim, generator=generator).to(self.dtype)
+        with torch.inference_mode():
+            cos, sin = self.rotary(q, torch.tensor([[5]]))
+            want_q, want_k = self.apply_rotary(q, k, cos, sin)
+            joint = torch.cat([q[0, :, 0], k[0, :, 0]]).to(self.device)
+            got = _rotate(joint, cos[0, 0].to(self.device), _signed_sin(sin[0, 0]).to(self.device))
+        want = torch.cat([want_q[0, :, 0], want_k[0, :, 0]]).to(self.device)
+        return bool(torch.allclose(got.float(), want.float(), **_tolerance(self.dtype)))
+
+
+def _signed_sin(sin: torch.Tensor) -> torch.Tensor:
+    """``sin`` with its first half negated: ``rotate_half(x) * sin == swap_halves(x) * signed``."""
+    half = sin.shape[-1] // 2
+    return torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding of ``x`` ``(heads, head_dim)``: ``x * cos + rotate_half(x) * sin``, the same
+    products and sum as the model's ``apply_rotary_pos_emb``, in three operations."""
+    heads, dim = x.shape
+    swapped = x.view(heads, 2, dim // 2).flip(1).view(heads, dim)
+    return torch.addcmul(x * cos, swapped, signed_sin)
 
 
 def _version(causal_lm: Any) -> tuple[tuple[int, int], ...]:
@@ -195,6 +291,20 @@ class SlotDecoder:
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Next-token logits for final hidden states ``(rows, hidden)``."""
         return self.w.head(hidden)[0]
+
+    def greedy(self, hidden: torch.Tensor, banned: Sequence[Sequence[int]]) -> list[int]:
+        """The most likely next token of each row of ``hidden``, ``banned[i]`` excluded for row i.
+
+        A float32 head is read as a bfloat16 copy and the result checked in float32 (see
+        ``search_r3.head_argmax``): the same tokens as the argmax of ``logits``, half the bytes.
+        """
+        if self.w.greedy is not None:
+            return self.w.greedy.pick(hidden, banned)
+        logits = self.logits(hidden)
+        for i, ids in enumerate(banned):
+            if ids:
+                logits[i, list(ids)] = float("-inf")
+        return logits.argmax(dim=-1).tolist()
 
     # -- cache storage ------------------------------------------------------------------------
     def _reserve(self, rows: int, length: int) -> None:
@@ -263,13 +373,18 @@ class SlotDecoder:
         """Feed one token per live row; returns ``(n, hidden)``."""
         ids = torch.tensor(list(tokens), dtype=torch.long, device=self.w.device).unsqueeze(1)
         self._reserve(self.size, max(self.lengths) + 1)
-        hidden = self._forward(ids, list(self.lengths), 0)[:, 0]
+        if self.size == 1 and self.w.lean:
+            hidden = self._step_one(ids, self.lengths[0])
+        else:
+            hidden = self._forward(ids, list(self.lengths), 0)[:, 0]
         self.lengths = [n + 1 for n in self.lengths]
         return hidden
 
     def step_many(self, scripts: Sequence[Sequence[int]]) -> torch.Tensor:
         """Feed each live row its own list of tokens (right-padded); returns each row's last state."""
         width = max(len(s) for s in scripts)
+        if width == 1 and len(scripts) == 1 == self.size and self.w.lean:
+            return self.step(scripts[0])  # one token for one row: the one-row step
         ids = torch.zeros(len(scripts), width, dtype=torch.long)
         for j, script in enumerate(scripts):
             ids[j, : len(script)] = torch.tensor(list(script), dtype=torch.long)
@@ -293,6 +408,38 @@ class SlotDecoder:
         self.lengths = [self.lengths[j] for j in keep]
 
     # -- the forward pass -------------------------------------------------------------------
+    def _step_one(self, ids: torch.Tensor, position: int) -> torch.Tensor:
+        """One token for the one live row (slot 0) at ``position``: the batch-1 decoding step.
+
+        The same computation as ``_forward`` in fewer, fused operations, since at batch 1 each
+        operation's dispatch costs about what its arithmetic does: the norms as one
+        ``F.rms_norm``; the rotary embedding of q and k together in three operations; attention
+        with the query heads that share a key head as the query rows of that head (no mask, no
+        repeated keys); the residual additions fused into the projections.
+        Returns the final-norm hidden state ``(1, hidden)``.
+        """
+        w = self.w
+        x = w.embed(ids)[0]  # (1, hidden)
+        cos, sin = w.rotary(x, torch.tensor([[position]], device=ids.device))
+        cos, sin = cos[0, 0], _signed_sin(sin[0, 0])
+        group, rotated = w.heads // w.kv_heads, (w.heads + w.kv_heads) * w.head_dim
+        shape = (1, w.kv_heads, group, w.head_dim)
+        span = position + 1
+        for layer, k_store, v_store in zip(w.layers, self.keys, self.values, strict=True):
+            h = F.rms_norm(x, (w.hidden,), *layer.input_rms)
+            qkv = layer.qkv.joint(h)[0]
+            qk = _rotate(qkv[:rotated].view(w.heads + w.kv_heads, w.head_dim), cos, sin)
+            k_store[0, :, position] = qk[w.heads :]
+            v_store[0, :, position] = qkv[rotated:].view(w.kv_heads, w.head_dim)
+            q = qk[: w.heads].view(shape)  # query heads grouped under the key head they share
+            keys, values = k_store[:1, :, :span], v_store[:1, :, :span]
+            attn = F.scaled_dot_product_attention(q, keys, values, scale=w.scaling)
+            x = layer.o.add(attn.view(1, w.heads * w.head_dim), x)
+            h = F.rms_norm(x, (w.hidden,), *layer.post_rms)
+            gate, up = layer.gate_up.joint(h).split(layer.gate_up.sizes, dim=-1)
+            x = layer.down.add(layer.act(gate).mul_(up), x)
+        return F.rms_norm(x, (w.hidden,), *w.final_rms)
+
     def _forward(self, ids: torch.Tensor, starts: list[int], first: int) -> torch.Tensor:
         """Run ``ids`` (rows, width) for the rows in slots ``first..``, written from ``starts``.
 

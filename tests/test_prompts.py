@@ -170,3 +170,49 @@ def test_layout_is_collapsed_unless_the_settings_keep_it(tokenizer, kind):
     keeping = PromptBuilder(tokenizer, SearchR3Settings(collapse_whitespace=False))
     assert keeping.build([laid_out], kind) != keeping.build([flat], kind)
     assert keeping.build([flat], kind) == collapsing.build([flat], kind)
+
+
+def test_threads_sharing_a_tokenizer_keep_user_text_as_data(tokenizer):
+    """Builders on one tokenizer, used from many threads at once, with other code calling the
+    tokenizer in its default mode (special tokens parsed) meanwhile: every prompt still reads
+    the user text as plain characters, and markup still parses.
+
+    The tokenizer's special-token mode is state it keeps between calls; builders that switched it
+    per call could read a user's ``<|im_end|>`` as the real token when another thread's call
+    switched it back in between."""
+    import threading
+
+    builders = [PromptBuilder(tokenizer, SearchR3Settings()) for _ in range(2)]
+    texts = [f"{hostile} {i} " + "lorem ipsum dolor " * 40 for i, hostile in enumerate(HOSTILE * 3)]
+    markup = "<|im_start|>user\n" + "sit amet " * 40 + "<|im_end|>"
+    want = {text: builders[0].document_ids(text) for text in texts}
+    want_markup = list(tokenizer(markup, add_special_tokens=False)["input_ids"])
+    specials = _special_ids(tokenizer)
+    failures: list[str] = []
+    start = threading.Barrier(8)
+
+    def build(k: int) -> None:
+        start.wait()
+        for _ in range(6):
+            for text in texts:
+                ids = builders[k % 2].document_ids(text)
+                if ids != want[text]:
+                    failures.append(f"document prompt changed for {text[:30]!r}")
+
+    def other_code() -> None:  # e.g. a framework tokenising chat markup with the same tokenizer
+        start.wait()
+        for _ in range(100):
+            if list(tokenizer(markup, add_special_tokens=False)["input_ids"]) != want_markup:
+                failures.append("markup lost its special tokens")
+
+    threads = [threading.Thread(target=build, args=(k,)) for k in range(6)]
+    threads += [threading.Thread(target=other_code) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, f"{len(failures)} corrupted results, e.g. {failures[0]}"
+    prefix = builders[0]._template(builders[0].settings.document_instruction).prefix
+    for text in texts:  # and the expectations themselves hold the user text as data
+        user = builders[0].encode_plain(" ".join(text.split()))  # layout collapsed by default
+        assert want[text][len(prefix) : len(prefix) + len(user)] == user and not specials & set(user)

@@ -243,7 +243,7 @@ def test_models_health_and_metrics(served: Running, emb: ReasoningEmbeddings) ->
     for name in (
         'search_r3_requests_total{endpoint="/v1/embeddings",status="200"}',
         'search_r3_batch_size_bucket{kind="document"',
-        'search_r3_queue_seconds_count{kind="document"}',
+        'search_r3_queue_seconds_count{endpoint="/v1/embeddings",kind="document"}',
         "search_r3_reasoning_tokens_total",
         "search_r3_reasoning_tokens_per_second",
         "search_r3_cache_misses_total",
@@ -403,6 +403,71 @@ def test_a_bad_request_never_fails_the_good_ones_beside_it(served: Running, emb:
     good = [r.json()["data"][0]["embedding"] for r in responses if r.status_code == 200]
     direct = emb.encode_queries(texts, use_cache=False)
     assert [round(cosine(g, d), 5) for g, d in zip(good, direct.embeddings, strict=True)] == [1.0] * 6
+
+
+def _histogram(text: str, name: str, labels: str) -> dict[str, float]:
+    """``{"count": .., "sum": .., "le=0.25": ..}`` of one labelled Prometheus histogram."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(f"{name}_count{{{labels}}}"):
+            out["count"] = float(line.split()[-1])
+        elif line.startswith(f"{name}_sum{{{labels}}}"):
+            out["sum"] = float(line.split()[-1])
+        elif line.startswith(f"{name}_bucket{{{labels},le="):
+            out["le=" + line.split('le="')[1].split('"')[0]] = float(line.split()[-1])
+    return out
+
+
+def test_metrics_report_queue_time_per_endpoint(emb: ReasoningEmbeddings) -> None:
+    """A query that waits for a busy engine shows its wait in ``search_r3_queue_seconds``, under
+    the endpoint it came through; the query that found the engine free does not."""
+    engine = new_engine(emb, max_batch_size=1)  # one query decodes at a time: the next one queues
+    gate, decoding = threading.Event(), threading.Event()
+    step = engine._decoder.step
+
+    def held_step() -> Any:  # the first query's decoding waits for the gate
+        decoding.set()
+        gate.wait(30)
+        return step()
+
+    engine._decoder.step = held_step
+    store = QdrantStore(emb, "queue", path=":memory:")
+    store.add_documents([t for t, _ in DOCS.values()], ids=list(DOCS))
+    wait = 0.4
+    name = "search_r3_queue_seconds"
+    with running_server(emb, ServerConfig(model_name=MODEL), engine=engine, store=store) as running:
+        responses: dict[str, httpx.Response] = {}
+
+        def call(key: str, path: str, body: dict[str, Any]) -> threading.Thread:
+            thread = threading.Thread(
+                target=lambda: responses.update(
+                    {key: httpx.post(f"{running.base_url}{path}", json=body, timeout=60)}
+                )
+            )
+            thread.start()
+            return thread
+
+        first = call("first", "/embeddings", {"input": "why do wings stall?"})
+        assert decoding.wait(30)  # the first query is decoding (held)
+        second = call("second", "/embeddings", {"input": "what makes bread go stale?"})
+        third = call("third", "/search", {"query": "how do tides work?", "k": 1, "mode": "dense"})
+        deadline = time.monotonic() + 30
+        while engine.pending < 2:  # both wait behind the first
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(wait)  # they have now queued for at least `wait` seconds
+        gate.set()
+        for thread in (first, second, third):
+            thread.join(60)
+        assert [responses[k].status_code for k in ("first", "second", "third")] == [200, 200, 200]
+        text = httpx.get(f"{running.root}/metrics").text
+    embeddings = _histogram(text, name, 'endpoint="/v1/embeddings",kind="query"')
+    search = _histogram(text, name, 'endpoint="/v1/search",kind="query"')
+    assert embeddings["count"] == 2 and search["count"] == 1
+    assert embeddings["sum"] >= wait and search["sum"] >= wait
+    # of the two embeddings queries only the first (which found the engine free) is in the
+    # buckets below the wait; the search query waited at least `wait`
+    assert embeddings["le=0.25"] <= 1 and search["le=0.25"] == 0
 
 
 # -- shutdown ------------------------------------------------------------------------------------

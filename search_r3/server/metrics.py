@@ -43,8 +43,9 @@ class ServerMetrics:
         )
         self.queue_seconds = Histogram(
             "search_r3_queue_seconds",
-            "Time a text waited before its model call started",
-            ["kind"],
+            "Time a text waited in the queue: documents until their model call, queries until they "
+            "joined the decoding batch (cache hits never wait and are not counted)",
+            ["endpoint", "kind"],
             buckets=_SECONDS_BUCKETS,
             registry=r,
         )

@@ -41,6 +41,7 @@ class _DocumentJob:
     texts: list[str]
     future: asyncio.Future[list[tuple[np.ndarray, int]]]
     queued_at: float
+    endpoint: str
 
 
 class DocumentBatcher:
@@ -69,10 +70,13 @@ class DocumentBatcher:
             await self._task
             self._task = None
 
-    async def encode(self, texts: list[str]) -> list[tuple[np.ndarray, int]]:
-        """``(vector, prompt tokens)`` for each text, once its batch has run."""
+    async def encode(
+        self, texts: list[str], endpoint: str = "/v1/embeddings"
+    ) -> list[tuple[np.ndarray, int]]:
+        """``(vector, prompt tokens)`` for each text, once its batch has run (``endpoint`` labels
+        the queue-time metric)."""
         future: asyncio.Future[list[tuple[np.ndarray, int]]] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_DocumentJob(texts, future, time.perf_counter()))
+        await self._queue.put(_DocumentJob(texts, future, time.perf_counter(), endpoint))
         return await future
 
     def _encode_now(self, texts: list[str]) -> list[tuple[np.ndarray, int]]:
@@ -97,7 +101,7 @@ class DocumentBatcher:
                 size += len(extra.texts)
             started = time.perf_counter()
             for j in jobs:
-                self._metrics.queue_seconds.labels("document").observe(started - j.queued_at)
+                self._metrics.queue_seconds.labels(j.endpoint, "document").observe(started - j.queued_at)
             self._metrics.batch_size.labels("document").observe(size)
             texts = [t for j in jobs for t in j.texts]
             try:
@@ -127,8 +131,9 @@ class EmbeddingService:
     Args:
         embeddings: The loaded `ReasoningEmbeddings`.
         engine: The continuous-batching query engine: ``submit(text, reasoning=...,
-            max_reasoning_tokens=...)`` returns a `concurrent.futures.Future` of a one-row
-            `QueryEncodings`; ``close(drain=True)`` finishes what it holds.
+            max_reasoning_tokens=..., on_start=...)`` returns a `concurrent.futures.Future` of a
+            one-row `QueryEncodings` and calls ``on_start`` with the seconds the query queued
+            before decoding; ``close(drain=True)`` finishes what it holds.
         config: Limits and names.
         metrics: Where to count.
         cache: The query cache (``None``: every query is encoded).
@@ -189,9 +194,16 @@ class EmbeddingService:
 
     # -- queries ------------------------------------------------------------------------------
     async def queries(
-        self, texts: list[str], reasoning: bool | None = None, max_reasoning_tokens: int | None = None
+        self,
+        texts: list[str],
+        reasoning: bool | None = None,
+        max_reasoning_tokens: int | None = None,
+        *,
+        endpoint: str = "/v1/embeddings",
     ) -> list[Encoded]:
-        """Embed queries: cache hits at once, the rest through the engine (all submitted at once)."""
+        """Embed queries: cache hits at once, the rest through the engine (all submitted at once).
+
+        ``endpoint`` labels the queue-time metric of the queries that go through the engine."""
         emb = self.embeddings
         reasoning = emb.reasoning if reasoning is None else reasoning
         budget = emb.max_reasoning_tokens if max_reasoning_tokens is None else max_reasoning_tokens
@@ -230,10 +242,13 @@ class EmbeddingService:
                 )
             self.pending_queries += len(todo)
             self.metrics.pending_queries.set(self.pending_queries)
+            queued = self.metrics.queue_seconds.labels(endpoint, "query").observe
             try:
                 futures = [
                     asyncio.wrap_future(
-                        self.engine.submit(texts[p[0]], reasoning=reasoning, max_reasoning_tokens=budget)
+                        self.engine.submit(
+                            texts[p[0]], reasoning=reasoning, max_reasoning_tokens=budget, on_start=queued
+                        )
                     )
                     for p in todo
                 ]
@@ -268,9 +283,9 @@ class EmbeddingService:
         )
 
     # -- documents ----------------------------------------------------------------------------
-    async def documents(self, texts: list[str]) -> list[Encoded]:
+    async def documents(self, texts: list[str], endpoint: str = "/v1/embeddings") -> list[Encoded]:
         """Embed documents (no reasoning), batched with other requests' documents."""
-        rows = await self._documents.encode(texts)
+        rows = await self._documents.encode(texts, endpoint)
         self.metrics.inputs.labels("document").inc(len(texts))
         self.metrics.prompt_tokens.inc(sum(n for _, n in rows))
         return [Encoded(vector, prompt_tokens=n) for vector, n in rows]
@@ -291,7 +306,7 @@ class EmbeddingService:
         loop = asyncio.get_running_loop()
         if mode == "dense" or self._by_vectors:
             # the query goes through the engine and the cache like any other
-            encoded = (await self.queries([query], reasoning, max_reasoning_tokens))[0]
+            encoded = (await self.queries([query], reasoning, max_reasoning_tokens, endpoint="/v1/search"))[0]
             if mode == "dense":
                 find = lambda: store.search_by_vector(encoded.vector, k, filter=filter)  # noqa: E731
             else:  # sparse or hybrid: the store adds the BM25 side (expanded with the reasoning)
