@@ -51,8 +51,9 @@ def embed_token_id(tokenizer: Any, embed_token: str) -> int:
 
 def validate_texts(texts: Sequence[Any], what: str = "text") -> list[str]:
     """Check that every item is a non-empty string; the error names the offending index."""
+    plural = "queries" if what == "query" else f"{what}s"
     if isinstance(texts, str):
-        raise InvalidInputError(f"Expected a list of {what}s, got a single string; wrap it in a list.")
+        raise InvalidInputError(f"Expected a list of {plural}, got a single string; wrap it in a list.")
     checked = []
     for i, text in enumerate(texts):
         if not isinstance(text, str):
@@ -61,7 +62,7 @@ def validate_texts(texts: Sequence[Any], what: str = "text") -> list[str]:
             )
         if not text.strip():
             raise InvalidInputError(
-                f"{what} at index {i} is empty; remove empty {what}s before encoding "
+                f"{what} at index {i} is empty; remove empty {plural} before encoding "
                 "(an empty text has no meaning to embed)."
             )
         try:
