@@ -100,9 +100,6 @@ class Data:
         m /= np.linalg.norm(m, axis=1, keepdims=True)
         return m.astype(np.float32)
 
-    def matrix(self, n: int, batch: int) -> np.ndarray:
-        return np.concatenate([self.batch(s, min(batch, n - s)) for s in range(0, n, batch)])
-
     def queries(self, n: int) -> np.ndarray:
         return self.batch(0, n, stream=1)  # another stream: held out from the collection
 
@@ -134,6 +131,21 @@ def exact_top(matrix: np.ndarray, queries: np.ndarray, k: int = 10) -> np.ndarra
     return np.take_along_axis(top, order, axis=1)
 
 
+def exact_top_streamed(data: Data, n: int, batch: int, queries: np.ndarray, k: int = 10) -> np.ndarray:
+    """`exact_top` over the first ``n`` points, batch by batch (never the whole matrix in memory)."""
+    best_scores = np.full((len(queries), 0), -np.inf, dtype=np.float32)
+    best_ids = np.zeros((len(queries), 0), dtype=np.int64)
+    for start in range(0, n, batch):
+        scores = queries @ data.batch(start, min(batch, n - start)).T
+        ids = np.broadcast_to(np.arange(start, start + scores.shape[1]), scores.shape)
+        all_scores = np.concatenate([best_scores, scores], axis=1)
+        all_ids = np.concatenate([best_ids, ids], axis=1)
+        keep = np.argsort(-all_scores, axis=1, kind="stable")[:, :k]
+        best_scores = np.take_along_axis(all_scores, keep, axis=1)
+        best_ids = np.take_along_axis(all_ids, keep, axis=1)
+    return best_ids
+
+
 def recall(found: list[list[int]], truth: np.ndarray) -> float:
     k = truth.shape[1]
     return float(np.mean([len(set(f[:k]) & set(t.tolist())) / k for f, t in zip(found, truth, strict=True)]))
@@ -150,9 +162,10 @@ def folder_mb(path: Path) -> float:
     return sum(f.stat().st_blocks * 512 for f in path.rglob("*") if f.is_file()) / 2**20
 
 
-def rss_mb() -> float:
+def rss_mb(field: str = "VmRSS") -> float:
+    """Resident memory of this process (``RssAnon``: not file pages, which the kernel can drop)."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -274,7 +287,7 @@ def probe(path: Path, kind: str, queries: int) -> dict[str, float]:
 
 def run_probe(path: Path, kind: str, n_queries: int) -> None:
     """RSS added by importing the engine, opening the collection and answering queries."""
-    base = rss_mb()
+    base, base_anon = rss_mb(), rss_mb("RssAnon")
     rng = np.random.default_rng(7)
     qs = rng.standard_normal((n_queries, DIM)).astype(np.float32)
     qs /= np.linalg.norm(qs, axis=1, keepdims=True)
@@ -303,7 +316,13 @@ def run_probe(path: Path, kind: str, n_queries: int) -> None:
     p50, _ = percentiles(times)
     print(
         json.dumps(
-            {"open_s": open_s, "rss_mb": rss_mb(), "rss_added_mb": rss_mb() - base, "cold_p50_ms": p50}
+            {
+                "open_s": open_s,
+                "rss_mb": rss_mb(),
+                "rss_added_mb": rss_mb() - base,
+                "rss_anon_added_mb": rss_mb("RssAnon") - base_anon,
+                "cold_p50_ms": p50,
+            }
         )
     )
 
@@ -332,7 +351,7 @@ def run_edge(n: int, cfg: Config, data: Data, qs: np.ndarray, args: argparse.Nam
             f"  qdrant-edge {cfg.name} {n:,}: optimize() {row['build_s']:.1f} s, {row['segments']} segments",
             flush=True,
         )
-        truth = exact_top(data.matrix(n, args.batch), qs) if n <= args.recall_max_points else None
+        truth = exact_top_streamed(data, n, args.batch, qs) if n <= args.recall_max_points else None
         for label, params in search_variants(cfg, args):
             times, found = edge_query(shard, qs, params)
             p50, p99 = percentiles(times)
@@ -473,15 +492,24 @@ def run_real(docs: np.ndarray, queries: np.ndarray, cfg: Config, args: argparse.
 
 # -- reporting ----------------------------------------------------------------------------------
 def growth_fit(rows: list[dict]) -> dict[str, dict[str, float]]:
-    """Per config: build seconds = a * points^b fitted on the measured sizes, projected to 1M."""
+    """Per config: optimize seconds (wall and CPU) = a * points^b, fitted on the three largest sizes
+    that got an HNSW index, and projected to 1M points from the largest measured one."""
     fits = {}
     for name in sorted({r["config"] for r in rows if "build_s" in r}):
-        pts = [(r["points"], r["build_s"]) for r in rows if r["config"] == name and r.get("build_s", 0) > 0]
+        pts = sorted(
+            (r["points"], r["build_s"], r["build_cpu_s"])
+            for r in rows
+            if r["config"] == name and r.get("indexed_vectors", 0) > 0 and r["build_s"] > 0
+        )[-3:]
         if len(pts) < 2:
             continue
-        x, y = np.log([p[0] for p in pts]), np.log([p[1] for p in pts])
-        b, log_a = np.polyfit(x, y, 1)
-        fits[name] = {"exponent": float(b), "projected_1m_s": float(math.exp(log_a) * 1e6**b)}
+        n = np.log([p[0] for p in pts])
+        fit: dict[str, float] = {"from_points": float(pts[0][0]), "to_points": float(pts[-1][0])}
+        for key, col in (("wall", 1), ("cpu", 2)):
+            exponent = float(np.polyfit(n, np.log([p[col] for p in pts]), 1)[0])
+            fit[f"{key}_exponent"] = exponent
+            fit[f"{key}_projected_1m_s"] = float(pts[-1][col] * (1e6 / pts[-1][0]) ** exponent)
+        fits[name] = fit
     return fits
 
 
@@ -500,6 +528,7 @@ def report(results: dict) -> None:
             "segments",
             "disk MB",
             "RSS MB (reopened)",
+            "of it anonymous MB",
         ],
         [
             [
@@ -513,6 +542,7 @@ def report(results: dict) -> None:
                 r.get("segments", "-"),
                 round(r["disk_mb"], 1),
                 round(r.get("rss_added_mb", float("nan")), 1),
+                round(r.get("rss_anon_added_mb", float("nan")), 1),
             ]
             for r in rows
         ],
@@ -577,11 +607,27 @@ def report(results: dict) -> None:
             ],
         )
     if results.get("growth"):
-        print("\n## index build growth (seconds = a * points^b)\n")
+        print("\n## index build growth (optimize seconds = a * points^b, on the largest sizes)\n")
         print_table(
-            ["config", "exponent b", "projected optimize s at 1M", "threads"],
             [
-                [k, round(v["exponent"], 3), round(v["projected_1m_s"]), results["args"]["threads"]]
+                "config",
+                "fitted on",
+                "b (wall)",
+                "1M projected s (wall)",
+                "b (CPU)",
+                "1M projected CPU s",
+                "threads",
+            ],
+            [
+                [
+                    k,
+                    f"{v['from_points']:,.0f}-{v['to_points']:,.0f}",
+                    round(v["wall_exponent"], 2),
+                    round(v["wall_projected_1m_s"]),
+                    round(v["cpu_exponent"], 2),
+                    round(v["cpu_projected_1m_s"]),
+                    results["args"]["threads"],
+                ]
                 for k, v in results["growth"].items()
             ],
         )
@@ -665,6 +711,12 @@ def main(argv: list[str] | None = None) -> dict:
         default=120.0,
         help="seconds of writes for each local-mode baseline (0 skips it)",
     )
+    parser.add_argument(
+        "--local-max-points",
+        type=int,
+        default=250000,
+        help="most points for each local-mode baseline (it holds them all in Python memory)",
+    )
     parser.add_argument("--local-queries", type=int, default=20, help="queries for the local-mode latency")
     parser.add_argument(
         "--workdir", default=None, help="folder for the temporary collections (default: the system's)"
@@ -710,7 +762,7 @@ def main(argv: list[str] | None = None) -> dict:
     results["growth"] = growth_fit(results["edge"])
     results["local"] = []
     if args.local_time_limit > 0:
-        largest = max(args.sizes + args.write_only_sizes)
+        largest = min(max(args.sizes + args.write_only_sizes), args.local_max_points)
         for on_disk in (True, False):
             results["local"].append(run_local(on_disk, largest, data, qs, args))
             _save(args.out, results)
