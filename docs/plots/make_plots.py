@@ -244,7 +244,7 @@ def store_scale(out: Path) -> Path:
     styles = {"local mode, on disk": ("s--", GREY), "local mode, in memory": ("^:", ORANGE)}
     for loc in results.get("local", []):
         style, color = styles.get(loc["engine"], ("x:", GREY))
-        curve = loc["curve"]
+        curve = list({c["points"]: c for c in loc["curve"]}.values())  # one point per size
         left.plot(
             [c["points"] for c in curve],
             [c["write_points_per_s"] for c in curve],
@@ -269,9 +269,10 @@ def store_scale(out: Path) -> Path:
         color=BLUE,
         label=f"qdrant-edge, HNSW (hnsw_ef={search})",
     )
+    scanned = [r for r in edge if "unindexed_p50_ms" in r]
     right.plot(
-        [r["points"] for r in edge],
-        [r["unindexed_p50_ms"] for r in edge],
+        [r["points"] for r in scanned],
+        [r["unindexed_p50_ms"] for r in scanned],
         "o--",
         color="#7986cb",
         label="qdrant-edge, before the index (full scan)",
