@@ -232,7 +232,7 @@ def store_scale(out: Path) -> Path:
     edge = sorted((r for r in results["edge"] if r["config"] == first), key=lambda r: r["points"])
     indexed = [r for r in edge if r["indexed"]]
     efs = results["args"]["hnsw_ef"]
-    search = 128 if 128 in efs else efs[len(efs) // 2]  # 128: the store's default
+    search = 512 if 512 in efs else efs[-1]  # 512: the recommended default
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
     left.plot(
         [r["points"] for r in edge],
