@@ -748,6 +748,10 @@ def main(argv: list[str] | None = None) -> dict:
     if any(n < 1 for n in args.sizes + args.write_only_sizes):
         parser.error("sizes must be positive")
     configs = [Config.parse(c) for c in args.configs]
+    try:
+        import qdrant_edge  # noqa: F401
+    except ImportError:
+        raise SystemExit("error: this benchmark needs qdrant-edge: pip install qdrant-edge-py") from None
 
     basis = None
     vector_dir = args.doc_cache or args.real_cache
