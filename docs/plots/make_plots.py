@@ -5,9 +5,10 @@
 
 Every number comes from a markdown table that a recorded run wrote into the repository
 (``benchmarks/README.md``, ``docs/model-card.md``, ``docs/training-results-*.md``); the script
-reads those tables, so a plot can only show what was measured, and regenerating after a new run
-updates it. Needs matplotlib (``pip install -e ".[docs]"``). The SVG files are deterministic (no
-date, fixed ids), so an unchanged table gives an unchanged file.
+reads those tables (and ``benchmarks/results/store_scale.json``, the results file of
+``benchmarks/bench_store_scale.py``), so a plot can only show what was measured, and
+regenerating after a new run updates it. Needs matplotlib (``pip install -e ".[docs]"``). The
+SVG files are deterministic (no date, fixed ids), so an unchanged table gives an unchanged file.
 """
 
 from __future__ import annotations
@@ -277,6 +278,82 @@ def rl_env_drift(out: Path) -> Path:
     return _save(fig, out, "rl-env-drift.svg")
 
 
+# -- the store at scale (benchmarks/results/store_scale.json, written by bench_store_scale.py) ---
+STORE_SCALE_RESULTS = "benchmarks/results/store_scale.json"
+
+
+def store_scale(out: Path) -> Path:
+    """Write throughput and query p50 against collection size: qdrant-edge vs local mode.
+
+    Reads the JSON results of ``benchmarks/bench_store_scale.py``: for the engine, the rows of its
+    first HNSW config (the recommended one) and the write-only sizes; for local mode, the sizes
+    each baseline passed before its time limit.
+    """
+    import json
+
+    results = json.loads((ROOT / STORE_SCALE_RESULTS).read_text(encoding="utf-8"))
+    first = results["edge"][0]["config"]
+    edge = sorted((r for r in results["edge"] if r["config"] == first), key=lambda r: r["points"])
+    indexed = [r for r in edge if r["indexed"]]
+    efs = results["args"]["hnsw_ef"]
+    search = 512 if 512 in efs else efs[-1]  # 512: the recommended default
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    left.plot(
+        [r["points"] for r in edge],
+        [r["write_points_per_s"] for r in edge],
+        "o-",
+        color=BLUE,
+        label="qdrant-edge (WAL + flush)",
+    )
+    styles = {"local mode, on disk": ("s--", GREY), "local mode, in memory": ("^:", ORANGE)}
+    for loc in results.get("local", []):
+        style, color = styles.get(loc["engine"], ("x:", GREY))
+        curve = list({c["points"]: c for c in loc["curve"]}.values())  # one point per size
+        left.plot(
+            [c["points"] for c in curve],
+            [c["write_points_per_s"] for c in curve],
+            style,
+            color=color,
+            label=loc["engine"],
+        )
+        right.plot(
+            [c["points"] for c in curve],
+            [c["p50_ms"] for c in curve],
+            style,
+            color=color,
+            label=loc["engine"],
+        )
+    right.plot(
+        [r["points"] for r in indexed],
+        [
+            next(s["p50_ms"] for s in r["search"] if s["search"].startswith(f"hnsw_ef={search}"))
+            for r in indexed
+        ],
+        "o-",
+        color=BLUE,
+        label=f"qdrant-edge, HNSW (hnsw_ef={search})",
+    )
+    scanned = [r for r in edge if "unindexed_p50_ms" in r]
+    right.plot(
+        [r["points"] for r in scanned],
+        [r["unindexed_p50_ms"] for r in scanned],
+        "o--",
+        color="#7986cb",
+        label="qdrant-edge, before the index (full scan)",
+    )
+    for ax in (left, right):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("points in the collection (dim 576)")
+    left.set_ylabel("points written per second")
+    right.set_ylabel("ms per search, top 10 (p50)")
+    left.set_title(f"writes ({first})", fontsize=10)
+    right.set_title("query latency", fontsize=10)
+    left.legend(frameon=False, fontsize=8)
+    right.legend(frameon=False, fontsize=8)
+    return _save(fig, out, "store-scale.svg")
+
+
 def _transpose(rows: list[dict[str, str]]) -> list[dict[str, str]]:
     """A table with one row per measure and one column per step -> one dict per step."""
     header = [k for k in rows[0] if k != "step"]
@@ -293,6 +370,7 @@ PLOTS: dict[str, Callable[[Path], Path]] = {
     "rl-reward.svg": rl_reward,
     "reasoning-budget.svg": reasoning_budget,
     "rl-env-drift.svg": rl_env_drift,
+    "store-scale.svg": store_scale,
 }
 
 
