@@ -1195,7 +1195,9 @@ def search_params(hnsw_ef: int | None = None, exact: bool | None = None) -> Any:
     ef = hnsw_ef if hnsw_ef is not None else tuning.HNSW_EF
     if ef is None and not exact:
         return None
-    return models.SearchParams(hnsw_ef=ef, exact=bool(exact))
+    # int8 candidates are rescored with the original vectors (a no-op on unquantised collections)
+    quantization = models.QuantizationSearchParams(rescore=True, oversampling=tuning.RESCORE_OVERSAMPLING)
+    return models.SearchParams(hnsw_ef=ef, exact=bool(exact), quantization=quantization)
 
 
 def fusion_query(settings: HybridSettings, sides: int = 2) -> Any:

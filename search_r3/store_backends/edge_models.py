@@ -161,12 +161,18 @@ def edge_prefetch(prefetch: Any) -> Any:
 
 
 def edge_params(params: Any) -> Any:
-    """qdrant-edge ``SearchParams`` (``hnsw_ef``, ``exact``) from qdrant-client's."""
+    """qdrant-edge ``SearchParams`` (``hnsw_ef``, ``exact``, quantization rescoring) from qdrant-client's."""
     import qdrant_edge as qe
 
     if params is None:
         return None
-    return qe.SearchParams(hnsw_ef=params.hnsw_ef, exact=bool(params.exact))
+    quantization = None
+    if params.quantization is not None:
+        q = params.quantization
+        quantization = qe.QuantizationSearchParams(
+            ignore=bool(q.ignore), rescore=q.rescore, oversampling=q.oversampling
+        )
+    return qe.SearchParams(hnsw_ef=params.hnsw_ef, exact=bool(params.exact), quantization=quantization)
 
 
 def edge_vectors(vector: Any) -> Any:
