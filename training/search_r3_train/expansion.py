@@ -43,9 +43,7 @@ def _stemmer():  # PyStemmer has no type stubs
     except ImportError as exc:  # pragma: no cover - depends on the environment
         from search_r3.errors import SearchR3Error
 
-        raise SearchR3Error(
-            "Expansion reasoning needs PyStemmer: pip install PyStemmer."
-        ) from exc
+        raise SearchR3Error("Expansion reasoning needs PyStemmer: pip install PyStemmer.") from exc
     return Stemmer.Stemmer("english")
 
 
