@@ -557,6 +557,24 @@ def test_serve_checks_arguments_before_loading_a_model(capsys, tmp_path: Path) -
     assert "not both" in capsys.readouterr().err
     assert main(["serve", "--model", missing, "--port", str(free_port())]) == 1
     assert "No model folder" in capsys.readouterr().err
+    assert main(["serve", "--model", missing, "--threads", "0"]) == 1
+    assert "--threads 0" in capsys.readouterr().err
+
+
+def test_serve_threads_are_set_before_the_model_loads(capsys, tmp_path: Path) -> None:
+    import torch
+
+    from search_r3.cli.main import main
+
+    before = torch.get_num_threads()
+    wanted = 1 if before != 1 else 2
+    try:
+        missing = str(tmp_path / "no-such-model")
+        assert main(["serve", "--model", missing, "--port", str(free_port()), "--threads", str(wanted)]) == 1
+        assert "No model folder" in capsys.readouterr().err
+        assert torch.get_num_threads() == wanted
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_serve_command_end_to_end(talkative_llama_dir: Path, tmp_path: Path) -> None:

@@ -106,6 +106,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--drain-timeout", type=float, default=30.0, help="seconds a shutdown waits (default 30)"
     )
     http.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for the model's matrix products (default: torch's, usually the core count; "
+        "on a machine shared with other jobs 1 can be faster)",
+    )
+    http.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
     parser.set_defaults(func=run)
@@ -119,6 +126,8 @@ def _check_arguments(args: argparse.Namespace) -> None:
             raise InvalidInputError(f"--{name.replace('_', '-')} must be positive.")
     if args.cache_size < 0:
         raise InvalidInputError("--cache-size must be 0 (off) or positive.")
+    if args.threads is not None and args.threads <= 0:
+        raise InvalidInputError(f"--threads {args.threads}: give a positive number of CPU threads.")
     if args.cache_path and args.cache_size == 0:
         raise InvalidInputError("--cache-path needs a cache: drop --cache-size 0.")
     if args.path and args.url:
@@ -148,6 +157,10 @@ def _served_name(args: argparse.Namespace, model: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     _check_arguments(args)
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
     url = args.url or (None if args.path else os.environ.get("QDRANT_URL") or None)
     qdrant_key = args.qdrant_api_key or os.environ.get("QDRANT_API_KEY") or None
