@@ -76,8 +76,8 @@ class SearchR3Settings:
         normalize: Whether embeddings are L2-normalised (compare by cosine / dot product).
         collapse_whitespace: Queries and documents have every run of whitespace (line breaks,
             tabs, indents) replaced by one space before they are tokenised, so a document's
-            layout does not move its embedding (measured on Cranfield with line breaks kept:
-            docs/model-card.md). False keeps texts as given.
+            layout does not move its embedding (docs/concepts.md). False keeps texts as given,
+            for a model trained to read layout.
     """
 
     embed_token: str = EMBED_TOKEN
@@ -97,6 +97,11 @@ class SearchR3Settings:
         self.max_length = check_count("max_length", self.max_length, 1)
         self.max_reasoning_tokens = check_count("max_reasoning_tokens", self.max_reasoning_tokens, 0)
         self.no_repeat_ngram_size = check_count("no_repeat_ngram_size", self.no_repeat_ngram_size, 0)
+        if not isinstance(self.collapse_whitespace, bool):
+            raise InvalidInputError(
+                "search_r3 setting collapse_whitespace must be true or false, "
+                f"not {self.collapse_whitespace!r}; fix config.json."
+            )
         for name in ("embed_token", "query_instruction", "document_instruction", "reasoning_instruction"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise InvalidInputError(f"search_r3 setting {name} must be a non-empty string.")

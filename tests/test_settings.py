@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 
+import pytest
 from transformers import LlamaConfig
 
-from search_r3 import EMBED_TOKEN, SearchR3Settings
+from search_r3 import EMBED_TOKEN, InvalidInputError, SearchR3Settings
 from search_r3.settings import CONFIG_KEY, DEFAULT_QUERY_INSTRUCTION
 
 
@@ -50,3 +51,9 @@ def test_config_without_settings_uses_defaults(caplog):
     with caplog.at_level(logging.INFO, logger="search_r3.settings"):
         assert SearchR3Settings.from_model_config(config) == SearchR3Settings()
     assert "published" in caplog.text
+
+
+def test_collapse_whitespace_must_be_a_boolean():
+    assert SearchR3Settings.from_dict({"collapse_whitespace": False}).collapse_whitespace is False
+    with pytest.raises(InvalidInputError, match="collapse_whitespace must be true or false"):
+        SearchR3Settings.from_dict({"collapse_whitespace": "no"})
