@@ -208,3 +208,31 @@ def test_cranfield_bm25_matches_the_published_figure(cranfield_dir: Path) -> Non
     got = evaluate_run(c.qrels, bm25_run(c, k=100))
     # offline-assets.md: BM25 (bm25s, English stop words) nDCG@10 0.511 over all 225 queries
     assert got["nDCG@10"] == pytest.approx(0.511, abs=0.002)
+
+
+def test_eval_options_give_every_kind_of_row_the_same_settings(tiny_embeddings, tmp_path: Path) -> None:
+    """``search-r3 eval`` gathers its options once: each row kind gets the same label, metrics and depth."""
+    from dataclasses import replace
+
+    from search_r3.cli.eval_cmd import EvalOptions
+    from search_r3.evaluation import retrieval_setups
+
+    c = small_collection()
+    plain = EvalOptions(metrics=("nDCG@10",), k=2, reasoning_modes=(False,), doc_cache=tmp_path / "vectors")
+    kinds = {
+        "numpy": plain,
+        "budget sweep": replace(plain, budgets=(0,)),
+        "store": replace(plain, setups=tuple(retrieval_setups(["dense"]))),
+    }
+    rows = {name: options.model_rows(tiny_embeddings, c, label="tiny") for name, options in kinds.items()}
+    assert [r.system for r in rows["numpy"]] == ["tiny: no reasoning"]
+    assert [r.system for r in rows["budget sweep"]] == ["tiny"]
+    assert [r.system for r in rows["store"]] == ["tiny: no reasoning · dense"]
+    for name, (row,) in rows.items():
+        assert list(row.metrics) == ["nDCG@10"], name
+    # the same dense ranking, cut at the same depth (2 of 4 documents), scores the same
+    depth_2 = search_r3_rows(tiny_embeddings, c, reasoning_modes=(False,), metrics=("nDCG@10",), k=2)[0]
+    full = search_r3_rows(tiny_embeddings, c, reasoning_modes=(False,), metrics=("nDCG@10",))[0]
+    assert depth_2.metrics != pytest.approx(full.metrics)  # the depth changes the figure here
+    for name, (row,) in rows.items():
+        assert row.metrics == pytest.approx(depth_2.metrics, abs=1e-6), name
