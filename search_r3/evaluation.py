@@ -711,17 +711,22 @@ def store_run(
     setup: RetrievalSetup,
     k: int,
 ) -> Run:
-    """Rank the store for every query with ready query encodings (no model call)."""
+    """Rank the store for every query with ready query encodings (no model call).
+
+    Each query goes through `QdrantStore.search_encoded`, the call `QdrantStore.search` makes
+    after encoding, so the rows rank exactly as a user's searches do.
+    """
     run: Run = {}
     for row, (qid, text) in enumerate(zip(query_ids, queries, strict=True)):
-        sparse = None
-        if setup.mode != "dense":
-            reasoning = encoded.reasoning[row] if encoded.reasoning else ""
-            sparse = store.sparse_query(text, reasoning, setup.settings)
-        hits = store.search_by_vectors(
-            encoded.embeddings[row], sparse, k, mode=setup.mode, settings=setup.settings
+        result = store.search_encoded(
+            text,
+            encoded.embeddings[row],
+            k,
+            reasoning=encoded.reasoning[row] if encoded.reasoning else "",
+            mode=setup.mode,
+            settings=setup.settings,
         )
-        run[qid] = {hit.id: hit.score for hit in hits}
+        run[qid] = {hit.id: hit.score for hit in result.hits}
     return run
 
 
