@@ -52,7 +52,7 @@ value as given (a short name or Hub id); --model LABEL=PATH names a row yourself
 first '=' only when LABEL has no '/' and PATH exists or holds a '/' or starts with '.' or '~').
 
 --mode dense (the default) ranks by cosine in numpy. Any other --mode list ranks every row
-through an in-memory hybrid Qdrant store (the same Query API calls as `search-r3 search`):
+through a hybrid Qdrant store in a temporary folder (the same engine and calls as `search-r3 search`):
 "· dense", "· sparse" (BM25 over the query), "· sparse + reasoning xW" (query + the model's
 reasoning, its tokens weighted W), "· hybrid rrf k=K w=D:S" and "· hybrid dbsf", each hybrid
 without and with the reasoning expansion. Documents are encoded once; each query once per
