@@ -6,7 +6,7 @@ import argparse
 import gc
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from search_r3.cli.common import (
     add_json_option,
@@ -22,6 +22,11 @@ from search_r3.cli.common import (
     show_progress,
 )
 from search_r3.errors import InvalidInputError, ModelLoadError
+
+if TYPE_CHECKING:
+    from search_r3.collections import Collection
+    from search_r3.evaluation import EvalRow, RetrievalSetup
+    from search_r3.model import ReasoningEmbeddings
 
 EXAMPLES = """examples:
   search-r3 eval ../shared/data/cranfield --model ./my-model --max-reasoning-tokens 32
@@ -52,7 +57,7 @@ value as given (a short name or Hub id); --model LABEL=PATH names a row yourself
 first '=' only when LABEL has no '/' and PATH exists or holds a '/' or starts with '.' or '~').
 
 --mode dense (the default) ranks by cosine in numpy. Any other --mode list ranks every row
-through a hybrid Qdrant store in a temporary folder (the same engine and calls as `search-r3 search`):
+through a hybrid Qdrant store in a temporary folder (the engine and calls of `search-r3 search`):
 "· dense", "· sparse" (BM25 over the query), "· sparse + reasoning xW" (query + the model's
 reasoning, its tokens weighted W), "· hybrid rrf k=K w=D:S" and "· hybrid dbsf", each hybrid
 without and with the reasoning expansion. Documents are encoded once; each query once per
@@ -103,7 +108,7 @@ class EvalOptions:
     budgets: tuple[int, ...] | None = None
     repeats: int = 1
     #: Store setups of ``--mode`` & co; ``None``: dense rows ranked in numpy.
-    setups: tuple[Any, ...] | None = None
+    setups: tuple[RetrievalSetup, ...] | None = None
     doc_cache: Path | None = None
 
     @classmethod
@@ -112,7 +117,7 @@ class EvalOptions:
         args: argparse.Namespace,
         *,
         modes: tuple[bool, ...],
-        setups: list[Any] | None,
+        setups: list[RetrievalSetup] | None,
         metrics: tuple[str, ...],
     ) -> EvalOptions:
         return cls(
@@ -136,7 +141,9 @@ class EvalOptions:
             "show_progress_bar": self.show_progress_bar,
         }
 
-    def model_rows(self, embeddings: Any, collection: Any, *, label: str | None) -> list[Any]:
+    def model_rows(
+        self, embeddings: ReasoningEmbeddings, collection: Collection, *, label: str | None
+    ) -> list[EvalRow]:
         """One search-r3 model's rows: a budget sweep, dense rows in numpy, or rows through the store."""
         from search_r3.evaluation import budget_rows, search_r3_rows, store_rows
 
