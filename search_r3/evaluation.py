@@ -12,8 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -683,6 +685,7 @@ def cached_corpus_vectors(
     return ids, vectors
 
 
+@contextmanager
 def corpus_store(
     embeddings: ReasoningEmbeddings,
     collection: Collection,
@@ -690,17 +693,35 @@ def corpus_store(
     doc_vectors: np.ndarray,
     *,
     sparse_settings: Bm25Settings | None = None,
-) -> QdrantStore:
-    """An in-memory hybrid Qdrant store holding the corpus (dense vectors given, BM25 computed)."""
+) -> Iterator[QdrantStore]:
+    """A hybrid Qdrant store holding the corpus (dense vectors given, BM25 computed), while the block runs.
+
+    The store is a folder on the default engine (embedded Qdrant, as ``search-r3 index`` makes), in a
+    temporary directory that is removed when the block ends; its search index is built as
+    `QdrantStore.index` builds it, so the rows rank as a user's store does.
+
+    Example:
+        ```python
+        ids, vectors = encode_corpus(embeddings, collection)
+        with corpus_store(embeddings, collection, ids, vectors) as store:
+            print(store.search("wing lift", k=3).hits)
+        ```
+    """
     from search_r3.store import QdrantStore
 
-    store = QdrantStore(embeddings, "eval", path=":memory:", hybrid=True, sparse_settings=sparse_settings)
-    for start in range(0, len(doc_ids), 256):
-        batch = list(doc_ids[start : start + 256])
-        store.add_vectors(
-            doc_vectors[start : start + len(batch)], [collection.doc_text(d) for d in batch], batch
-        )
-    return store
+    with (
+        tempfile.TemporaryDirectory(prefix="search-r3-eval-") as folder,
+        QdrantStore(
+            embeddings, "eval", path=Path(folder) / "store", hybrid=True, sparse_settings=sparse_settings
+        ) as store,
+    ):
+        for start in range(0, len(doc_ids), 256):
+            batch = list(doc_ids[start : start + 256])
+            store.add_vectors(
+                doc_vectors[start : start + len(batch)], [collection.doc_text(d) for d in batch], batch
+            )
+        store.optimize()  # past the threshold, as index() does
+        yield store
 
 
 def store_run(
@@ -711,17 +732,22 @@ def store_run(
     setup: RetrievalSetup,
     k: int,
 ) -> Run:
-    """Rank the store for every query with ready query encodings (no model call)."""
+    """Rank the store for every query with ready query encodings (no model call).
+
+    Each query goes through `QdrantStore.search_encoded`, the call `QdrantStore.search` makes
+    after encoding, so the rows rank exactly as a user's searches do.
+    """
     run: Run = {}
     for row, (qid, text) in enumerate(zip(query_ids, queries, strict=True)):
-        sparse = None
-        if setup.mode != "dense":
-            reasoning = encoded.reasoning[row] if encoded.reasoning else ""
-            sparse = store.sparse_query(text, reasoning, setup.settings)
-        hits = store.search_by_vectors(
-            encoded.embeddings[row], sparse, k, mode=setup.mode, settings=setup.settings
+        result = store.search_encoded(
+            text,
+            encoded.embeddings[row],
+            k,
+            reasoning=encoded.reasoning[row] if encoded.reasoning else "",
+            mode=setup.mode,
+            settings=setup.settings,
         )
-        run[qid] = {hit.id: hit.score for hit in hits}
+        run[qid] = {hit.id: hit.score for hit in result.hits}
     return run
 
 
@@ -740,7 +766,7 @@ def store_rows(
     show_progress_bar: bool | None = None,
     keep_runs: bool = False,
 ) -> list[EvalRow]:
-    """Rows for each reasoning mode x each setup, ranked by an in-memory Qdrant store.
+    """Rows for each reasoning mode x each setup, ranked by a Qdrant store (see `corpus_store`).
 
     The corpus is encoded once (or read from ``doc_cache``) and each query is encoded once per
     reasoning mode; every dense, sparse and hybrid setup is then ranked from those encodings by
@@ -753,12 +779,11 @@ def store_rows(
     start = time.perf_counter()
     doc_ids, doc_vectors = cached_corpus_vectors(embeddings, queries, doc_cache, show_progress_bar)
     corpus_seconds = time.perf_counter() - start
-    store = corpus_store(embeddings, queries, doc_ids, doc_vectors, sparse_settings=sparse_settings)
     budget = max_reasoning_tokens if max_reasoning_tokens is not None else embeddings.max_reasoning_tokens
     query_ids = list(queries.queries)
     texts = [queries.queries[q] for q in query_ids]
     rows: list[EvalRow] = []
-    try:
+    with corpus_store(embeddings, queries, doc_ids, doc_vectors, sparse_settings=sparse_settings) as store:
         for position, reasoning in enumerate(reasoning_modes):
             last = position == len(reasoning_modes) - 1
             start = time.perf_counter()
@@ -796,6 +821,4 @@ def store_rows(
                         corpus_seconds=corpus_seconds,
                     )
                 )
-    finally:
-        store.close()
     return rows

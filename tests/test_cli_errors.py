@@ -17,19 +17,7 @@ import pytest
 from search_r3.cli.main import main
 from search_r3.model import ReasoningEmbeddings
 
-
-@pytest.fixture(autouse=True)
-def isolated_env(monkeypatch, tmp_path: Path) -> None:
-    for name in (
-        "SEARCH_R3_MODEL",
-        "SEARCH_R3_DEMO_MODEL",
-        "QDRANT_URL",
-        "QDRANT_API_KEY",
-        "SEARCH_R3_DEBUG",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("SEARCH_R3_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("SEARCH_R3_STORE", str(tmp_path / "default-store"))
+pytestmark = pytest.mark.usefixtures("isolated_env")  # tests/conftest.py
 
 
 @pytest.fixture

@@ -27,12 +27,9 @@ IDS = ["bread", "tides", "roads", "zip"]
 
 
 @pytest.fixture(autouse=True)
-def isolated_env(monkeypatch, tmp_path: Path) -> None:
-    for name in ("SEARCH_R3_MODEL", "SEARCH_R3_DEMO_MODEL", "QDRANT_URL", "QDRANT_API_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("SEARCH_R3_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("SEARCH_R3_STORE", str(tmp_path / "default-store"))
-    monkeypatch.chdir(tmp_path)
+def in_tmp_folder(isolated_env: Path, monkeypatch) -> None:
+    """Each test runs in its own folder, with no user settings (``isolated_env``)."""
+    monkeypatch.chdir(isolated_env)
 
 
 @pytest.fixture

@@ -455,6 +455,39 @@ def test_cli_reference_is_the_help_output():
             assert sub.format_help().strip() in text  # the whole help, verbatim
 
 
+def parameter_defaults(cls: Any) -> dict[str, str | None]:
+    """What the API reference's parameter table shows per documented parameter (None: "required")."""
+    (section,) = [s for s in cls.docstring.parse("google") if s.kind.value == "parameters"]
+    return {p.name: None if p.default is None else str(p.default) for p in section.value}
+
+
+def test_api_reference_shows_the_defaults_of_pydantic_fields():
+    """The LangChain classes are pydantic models: their fields' defaults read as defaults, not "required"."""
+    griffe = pytest.importorskip("griffe", reason="the docs extras are not installed: pip install -e .[docs]")
+    paths = [ROOT / "integrations" / "langchain", ROOT]
+    extension = griffe.load_extensions(f"{DOCS / 'griffe_pydantic.py'}:PydanticInit")
+    package = griffe.load("langchain_search_r3", search_paths=paths, extensions=extension)
+    retriever = parameter_defaults(package["SearchR3Retriever"])
+    assert retriever["store"] is None  # the one field without a default
+    assert retriever["k"] == "4" and retriever["mode"] == retriever["query_cache"] == "None"
+    embeddings = parameter_defaults(package["SearchR3Embeddings"])
+    assert embeddings["show_progress"] == "False" and embeddings["model_kwargs"] == "dict()"
+    assert embeddings["batch_size"] == "DEFAULT_BATCH_SIZE" and None not in embeddings.values()
+    signature = [p.name for p in package["SearchR3Embeddings"].members["__init__"].parameters]
+    assert signature == ["self", *embeddings]  # fields only: no property, no private attribute
+    sparse = parameter_defaults(package["sparse.SearchR3SparseEmbeddings"])
+    assert sparse == {
+        "embeddings": "None",
+        "expand": "True",
+        "query_weight": "1.0",
+        "reasoning_weight": "0.25",
+        "settings": "None",
+    }
+    # without the extension (griffe reads sources, not the __init__ pydantic makes): all "required"
+    plain = griffe.load("langchain_search_r3", search_paths=paths)
+    assert set(parameter_defaults(plain["SearchR3Retriever"]).values()) == {None}
+
+
 # -- the site -----------------------------------------------------------------------------------
 def test_site_builds_strictly(tmp_path: Path):
     pytest.importorskip("material", reason="the docs extras are not installed: pip install -e '.[docs]'")
@@ -488,6 +521,12 @@ def test_site_builds_strictly(tmp_path: Path):
     api = (site / "reference" / "api" / "index.html").read_text(encoding="utf-8")
     for name in ("ReasoningEmbeddings", "QueryEncodings", "SearchR3Settings", "init_model", "QdrantStore"):
         assert f'id="search_r3.{name}' in api, name
+    # pydantic fields with a default are not "required" in the integrations reference
+    page = (site / "reference" / "integrations" / "index.html").read_text(encoding="utf-8")
+    retriever = page[page.index('id="langchain_search_r3.SearchR3Retriever"') :][:20000]
+    table = re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", retriever)))
+    assert re.search(r"store QdrantStore The store to search .*? required k int Documents to return", table)
+    assert re.search(r" k int Documents to return; .*? for one call\. 4 filter Any ", table), table[:3000]
     # nothing on the site is fetched from the internet: no CDN script or stylesheet, no web font
     home = (site / "index.html").read_text(encoding="utf-8")
     assert 'class="mermaid"' in home and "assets/vendor/mermaid/mermaid.min.js" in home

@@ -208,3 +208,79 @@ def test_cranfield_bm25_matches_the_published_figure(cranfield_dir: Path) -> Non
     got = evaluate_run(c.qrels, bm25_run(c, k=100))
     # offline-assets.md: BM25 (bm25s, English stop words) nDCG@10 0.511 over all 225 queries
     assert got["nDCG@10"] == pytest.approx(0.511, abs=0.002)
+
+
+def test_eval_options_give_every_kind_of_row_the_same_settings(tiny_embeddings, tmp_path: Path) -> None:
+    """``search-r3 eval`` gathers its options once: each row kind gets the same label, metrics and depth."""
+    from dataclasses import replace
+
+    from search_r3.cli.eval_cmd import EvalOptions
+    from search_r3.evaluation import retrieval_setups
+
+    c = small_collection()
+    plain = EvalOptions(metrics=("nDCG@10",), k=2, reasoning_modes=(False,), doc_cache=tmp_path / "vectors")
+    kinds = {
+        "numpy": plain,
+        "budget sweep": replace(plain, budgets=(0,)),
+        "store": replace(plain, setups=tuple(retrieval_setups(["dense"]))),
+    }
+    rows = {name: options.model_rows(tiny_embeddings, c, label="tiny") for name, options in kinds.items()}
+    assert [r.system for r in rows["numpy"]] == ["tiny: no reasoning"]
+    assert [r.system for r in rows["budget sweep"]] == ["tiny"]
+    assert [r.system for r in rows["store"]] == ["tiny: no reasoning · dense"]
+    for name, (row,) in rows.items():
+        assert list(row.metrics) == ["nDCG@10"], name
+    # the same dense ranking, cut at the same depth (2 of 4 documents), scores the same
+    depth_2 = search_r3_rows(tiny_embeddings, c, reasoning_modes=(False,), metrics=("nDCG@10",), k=2)[0]
+    full = search_r3_rows(tiny_embeddings, c, reasoning_modes=(False,), metrics=("nDCG@10",))[0]
+    assert depth_2.metrics != pytest.approx(full.metrics)  # the depth changes the figure here
+    for name, (row,) in rows.items():
+        assert row.metrics == pytest.approx(depth_2.metrics, abs=1e-6), name
+
+
+def test_store_rows_rank_on_the_embedded_engine_as_the_in_memory_store_did(
+    tiny_embeddings, tmp_path: Path, monkeypatch
+) -> None:
+    """Store rows run on the default engine (qdrant-edge) in a temporary folder, removed afterwards,
+    and rank as qdrant-client's ``:memory:`` store (the engine they used before) ranks the same vectors."""
+    import tempfile
+
+    from search_r3.evaluation import retrieval_setups, search_r3_system_name, store_rows, store_run
+    from search_r3.store import QdrantStore
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    engines: set[tuple[str, Path]] = set()
+    original = QdrantStore.search_encoded
+
+    def recording(self: QdrantStore, *args, **kwargs):
+        engines.add((self.backend, self.client.folder.parent.parent))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(QdrantStore, "search_encoded", recording)
+    c = small_collection()
+    setups = retrieval_setups(["dense", "sparse", "hybrid"], rrf_weights=((1.0, 1.0),))
+    rows = store_rows(tiny_embeddings, c, setups, max_reasoning_tokens=2, keep_runs=True)
+    assert engines == {("edge", temp)}  # one embedded store, in a folder under the temporary directory
+    assert list(temp.iterdir()) == []  # removed afterwards
+    monkeypatch.setattr(QdrantStore, "search_encoded", original)
+
+    ids, vectors = encode_corpus(tiny_embeddings, c)
+    query_ids = list(c.queries)
+    texts = [c.queries[q] for q in query_ids]
+    expected: dict[str, dict] = {}
+    with QdrantStore(tiny_embeddings, "before", path=":memory:") as before:
+        before.add_vectors(vectors, [c.doc_text(d) for d in ids], ids)
+        for reasoning in (True, False):
+            encoded = tiny_embeddings.encode_queries(texts, reasoning=reasoning, max_reasoning_tokens=2)
+            for setup in setups:
+                name = f"{search_r3_system_name(reasoning, 2)} · {setup.describe(reasoning)}"
+                expected[name] = store_run(before, query_ids, texts, encoded, setup, k=100)
+    expected["search-r3 · sparse"] = expected["search-r3 (no reasoning) · sparse"]
+    # with reasoning: dense, expanded sparse, each fusion with and without expansion; without: dense,
+    # sparse (once for both modes), each fusion
+    assert len(rows) == 6 + 4
+    for row in rows:
+        for qid in query_ids:
+            assert row.run[qid] == pytest.approx(expected[row.system][qid], rel=1e-4, abs=1e-5), row.system

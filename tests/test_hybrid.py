@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from _corpora import DOCS, QUERY, TOPICS, rrf
 from qdrant_client import QdrantClient, models
 
 from search_r3 import ReasoningEmbeddings
@@ -17,23 +18,7 @@ from search_r3.store import (
     SearchResult,
 )
 
-DOCS = {
-    "wing": "The lift of a wing depends on its angle of attack.",
-    "heat": "Heat conduction in composite slabs at high temperature.",
-    "shock": "Shock waves form ahead of a blunt body in supersonic flow.",
-    "bird": "Migrating birds fly in formation to save energy.",
-    "paris": "Paris is the capital of France.",
-    "flutter": "Wing flutter at high speed: lift and torsion couple.",
-}
-METAS = {
-    "wing": {"topic": "aero"},
-    "heat": {"topic": "heat"},
-    "shock": {"topic": "aero"},
-    "bird": {"topic": "nature"},
-    "paris": {"topic": "geo"},
-    "flutter": {"topic": "aero"},
-}
-QUERY = "wing lift at high speed"
+METAS = {name: {"topic": topic} for name, topic in TOPICS.items()}
 
 
 def fill(store: QdrantStore) -> None:
@@ -47,15 +32,6 @@ def store(request, tiny_embeddings, tmp_path: Path):
     with QdrantStore(tiny_embeddings, "hybrid", path=path) as s:
         fill(s)
         yield s
-
-
-def rrf(lists: list[list[str]], weights: list[float], k: int) -> dict[str, float]:
-    """Qdrant's weighted RRF, computed here: weight / (rank + weight * (k - 1)), rank from 1."""
-    scores: dict[str, float] = {}
-    for ranked, weight in zip(lists, weights, strict=True):
-        for rank, doc in enumerate(ranked, 1):
-            scores[doc] = scores.get(doc, 0.0) + 1.0 / (rank / weight + k - 1)
-    return scores
 
 
 def dbsf(lists: list[list[float]], ids: list[list[str]]) -> dict[str, float]:
@@ -73,24 +49,6 @@ def dbsf(lists: list[list[float]], ids: list[list[str]]) -> dict[str, float]:
 
 def ranked(scores: dict[str, float]) -> list[str]:
     return sorted(scores, key=lambda d: -scores[d])
-
-
-@pytest.mark.parametrize(("weights", "k"), [((1.0, 1.0), 61), ((1.0, 3.0), 61), ((2.0, 1.0), 2)])
-def test_hybrid_rrf_equals_a_fusion_of_the_two_single_mode_rankings(store, weights, k) -> None:
-    n = len(DOCS)
-    dense = store.search(QUERY, k=n, reasoning=False, mode="dense").hits
-    sparse = store.search(QUERY, k=n, reasoning=False, mode="sparse").hits
-    assert len(dense) == n and 0 < len(sparse) < n  # BM25 only returns documents sharing a term
-    settings = HybridSettings(fusion="rrf", rrf_k=k, dense_weight=weights[0], sparse_weight=weights[1])
-    hybrid = store.search(QUERY, k=n, reasoning=False, mode="hybrid", settings=settings)
-    expected = rrf([[h.id for h in dense], [h.id for h in sparse]], list(weights), k)
-    assert hybrid.mode == "hybrid"
-    assert {h.id: h.score for h in hybrid.hits} == pytest.approx(expected, rel=1e-6)
-    scores = [h.score for h in hybrid.hits]
-    assert scores == sorted(scores, reverse=True)
-    assert [h.id for h in store.search(QUERY, k=2, reasoning=False, settings=settings).hits] == [
-        h.id for h in hybrid.hits[:2]
-    ]  # hybrid is the default mode of a new collection
 
 
 def test_hybrid_dbsf_equals_a_fusion_of_the_two_single_mode_rankings(store) -> None:

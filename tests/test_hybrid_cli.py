@@ -19,12 +19,7 @@ CORPUS = {
 QUERIES = {"q1": "why does bread go stale", "q2": "what causes tides", "q3": "how were roman roads built"}
 
 
-@pytest.fixture(autouse=True)
-def isolated_env(monkeypatch, tmp_path: Path) -> None:
-    for name in ("SEARCH_R3_MODEL", "SEARCH_R3_DEMO_MODEL", "QDRANT_URL", "QDRANT_API_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("SEARCH_R3_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("SEARCH_R3_STORE", str(tmp_path / "default-store"))
+pytestmark = pytest.mark.usefixtures("isolated_env")  # tests/conftest.py
 
 
 def write_beir(root: Path) -> Path:

@@ -272,12 +272,14 @@ def test_search_returns_hits_with_reasoning(served: Running, emb: ReasoningEmbed
     }
 
 
-def test_search_modes_match_the_store(served: Running) -> None:
+def test_search_modes_match_the_store(served: Running, count_calls) -> None:
     """Where the store has sparse and hybrid modes, the server's answers are the store's own."""
     if not served.service.store_has_modes:
         pytest.skip("this store searches dense vectors only")
     store = served.service.store
-    for mode in ("hybrid", "sparse"):
+    calls = count_calls(store, "search_encoded")
+    modes = ("hybrid", "sparse", "dense")
+    for mode in modes:
         body = post(served, "/v1/search", {"query": "stale bread", "k": 3, "mode": mode}).json()
         direct = store.search("stale bread", k=3, mode=mode)
         assert body["mode"] == mode and body["reasoning"] == direct.reasoning
@@ -285,6 +287,8 @@ def test_search_modes_match_the_store(served: Running) -> None:
         np.testing.assert_allclose(
             [h["score"] for h in body["hits"]], [h.score for h in direct.hits], rtol=1e-4
         )
+    # one code path: the server's search and the store's own both end in search_encoded
+    assert [kw["mode"] for _, kw in calls] == [m for m in modes for _ in range(2)]
     assert error_of(post(served, "/v1/search", {"query": "x", "mode": "fuzzy"}), 400)["message"]
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _corpora import DOCS, QUERY, rrf
 from qdrant_client import models
 
 from search_r3.store import (
@@ -29,14 +30,6 @@ from search_r3.store import (
 )
 from search_r3.store_backends import backend_name, folder_backend
 
-DOCS = {
-    "wing": "The lift of a wing depends on its angle of attack.",
-    "heat": "Heat conduction in composite slabs at high temperature.",
-    "shock": "Shock waves form ahead of a blunt body in supersonic flow.",
-    "bird": "Migrating birds fly in formation to save energy.",
-    "paris": "Paris is the capital of France.",
-    "flutter": "Wing flutter at high speed: lift and torsion couple.",
-}
 METAS = {
     "wing": {"topic": "aero", "code": "123", "source": "a.md"},
     "heat": {"topic": "heat", "code": 123, "source": "a.md"},
@@ -45,7 +38,6 @@ METAS = {
     "paris": {"topic": "geo", "flag": False, "source": "c.md"},
     "flutter": {"topic": "aero", "year": 1990, "source": "c.md"},
 }
-QUERY = "wing lift at high speed"
 BACKENDS = ["local", "edge", "server"]
 
 
@@ -170,16 +162,7 @@ def test_dense_search_is_the_exact_cosine_ranking(store: QdrantStore) -> None:
         assert [h.score for h in hits] == pytest.approx(sorted(cosine, reverse=True), abs=1e-4)
 
 
-def rrf(lists: list[list[str]], weights: list[float], k: int) -> dict[str, float]:
-    """Qdrant's weighted RRF, computed here: weight / (rank + weight * (k - 1)), rank from 1."""
-    scores: dict[str, float] = {}
-    for ranked, weight in zip(lists, weights, strict=True):
-        for rank, doc in enumerate(ranked, 1):
-            scores[doc] = scores.get(doc, 0.0) + 1.0 / (rank / weight + k - 1)
-    return scores
-
-
-@pytest.mark.parametrize(("weights", "k"), [((1.0, 1.0), 61), ((2.0, 1.0), 2)])
+@pytest.mark.parametrize(("weights", "k"), [((1.0, 1.0), 61), ((1.0, 3.0), 61), ((2.0, 1.0), 2)])
 def test_hybrid_equals_a_fusion_computed_here(store: QdrantStore, weights: tuple, k: int) -> None:
     n = len(DOCS)
     dense = store.search(QUERY, k=n, reasoning=False, mode="dense").hits
@@ -188,7 +171,13 @@ def test_hybrid_equals_a_fusion_computed_here(store: QdrantStore, weights: tuple
     settings = HybridSettings(fusion="rrf", rrf_k=k, dense_weight=weights[0], sparse_weight=weights[1])
     hybrid = store.search(QUERY, k=n, reasoning=False, mode="hybrid", settings=settings)
     expected = rrf([[h.id for h in dense], [h.id for h in sparse]], list(weights), k)
+    assert hybrid.mode == "hybrid"
     assert {h.id: h.score for h in hybrid.hits} == pytest.approx(expected, rel=1e-6)
+    scores = [h.score for h in hybrid.hits]
+    assert scores == sorted(scores, reverse=True)
+    assert [h.id for h in store.search(QUERY, k=2, reasoning=False, settings=settings).hits] == [
+        h.id for h in hybrid.hits[:2]
+    ]  # hybrid is the default mode of a new collection
     # the same query, pre-encoded: the public path for callers that batch their encodings
     vector = store.embeddings.encode_queries([QUERY], reasoning=False).embeddings[0]
     again = store.search_encoded(QUERY, vector, k=n, mode="hybrid", settings=settings)

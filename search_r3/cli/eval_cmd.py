@@ -6,7 +6,7 @@ import argparse
 import gc
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from search_r3.cli.common import (
     add_json_option,
@@ -22,6 +22,11 @@ from search_r3.cli.common import (
     show_progress,
 )
 from search_r3.errors import InvalidInputError, ModelLoadError
+
+if TYPE_CHECKING:
+    from search_r3.collections import Collection
+    from search_r3.evaluation import EvalRow, RetrievalSetup
+    from search_r3.model import ReasoningEmbeddings
 
 EXAMPLES = """examples:
   search-r3 eval ../shared/data/cranfield --model ./my-model --max-reasoning-tokens 32
@@ -52,7 +57,7 @@ value as given (a short name or Hub id); --model LABEL=PATH names a row yourself
 first '=' only when LABEL has no '/' and PATH exists or holds a '/' or starts with '.' or '~').
 
 --mode dense (the default) ranks by cosine in numpy. Any other --mode list ranks every row
-through an in-memory hybrid Qdrant store (the same Query API calls as `search-r3 search`):
+through a hybrid Qdrant store in a temporary folder (the engine and calls of `search-r3 search`):
 "· dense", "· sparse" (BM25 over the query), "· sparse + reasoning xW" (query + the model's
 reasoning, its tokens weighted W), "· hybrid rrf k=K w=D:S" and "· hybrid dbsf", each hybrid
 without and with the reasoning expansion. Documents are encoded once; each query once per
@@ -78,6 +83,79 @@ class ModelSpec:
     path: str
     label: str
     named: bool  # the label was given as LABEL=PATH
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """The options of one ``eval`` table, gathered once from the command line.
+
+    Every row function gets the same depth, metrics and progress setting from here; the search-r3
+    rows of each model come from `model_rows`, which picks the kind of rows the options ask for.
+
+    Example:
+        ```python
+        options = EvalOptions(metrics=("nDCG@10",), k=10, reasoning_modes=(False,))
+        rows = options.model_rows(embeddings, collection, label="base")
+        ```
+    """
+
+    metrics: tuple[str, ...]
+    k: int = 100
+    show_progress_bar: bool | None = None
+    reasoning_modes: tuple[bool, ...] = (True, False)
+    max_reasoning_tokens: int | None = None
+    #: Reasoning budgets of a sweep (``--budgets``); ``None``: one row per reasoning mode.
+    budgets: tuple[int, ...] | None = None
+    repeats: int = 1
+    #: Store setups of ``--mode`` & co; ``None``: dense rows ranked in numpy.
+    setups: tuple[RetrievalSetup, ...] | None = None
+    doc_cache: Path | None = None
+
+    @classmethod
+    def from_args(
+        cls,
+        args: argparse.Namespace,
+        *,
+        modes: tuple[bool, ...],
+        setups: list[RetrievalSetup] | None,
+        metrics: tuple[str, ...],
+    ) -> EvalOptions:
+        return cls(
+            metrics=metrics,
+            k=args.depth,
+            show_progress_bar=show_progress(args),
+            reasoning_modes=modes,
+            max_reasoning_tokens=args.max_reasoning_tokens,
+            budgets=None if args.budgets is None else tuple(args.budgets),
+            repeats=args.repeats,
+            setups=None if setups is None else tuple(setups),
+            doc_cache=args.doc_cache,
+        )
+
+    def common(self, label: str | None) -> dict[str, Any]:
+        """The keywords every row function takes: ``label``, ``metrics``, ``k``, ``show_progress_bar``."""
+        return {
+            "label": label,
+            "metrics": self.metrics,
+            "k": self.k,
+            "show_progress_bar": self.show_progress_bar,
+        }
+
+    def model_rows(
+        self, embeddings: ReasoningEmbeddings, collection: Collection, *, label: str | None
+    ) -> list[EvalRow]:
+        """One search-r3 model's rows: a budget sweep, dense rows in numpy, or rows through the store."""
+        from search_r3.evaluation import budget_rows, search_r3_rows, store_rows
+
+        common = self.common(label)
+        if self.budgets is not None:
+            return budget_rows(
+                embeddings, collection, self.budgets, doc_cache=self.doc_cache, repeats=self.repeats, **common
+            )
+        common.update(reasoning_modes=self.reasoning_modes, max_reasoning_tokens=self.max_reasoning_tokens)
+        if self.setups is None:
+            return search_r3_rows(embeddings, collection, **common)
+        return store_rows(embeddings, collection, self.setups, doc_cache=self.doc_cache, **common)
 
 
 def looks_like_path(value: str) -> bool:
@@ -291,12 +369,9 @@ def run(args: argparse.Namespace) -> int:
         BUDGET_METRICS,
         DEFAULT_METRICS,
         bm25_row,
-        budget_rows,
         format_budget_table,
         format_table,
-        search_r3_rows,
         sentence_transformer_row,
-        store_rows,
     )
 
     check_budget_options(args)
@@ -334,46 +409,12 @@ def run(args: argparse.Namespace) -> int:
     single = len(models) == 1 and not models[0].named
     note(args, f"{collection.name}: {len(collection.corpus)} documents, {len(judged)} judged queries")
 
+    options = EvalOptions.from_args(args, modes=modes, setups=setups, metrics=metrics)
     rows = []
     evaluated: list[dict[str, Any]] = []
     for spec in models:
         embeddings = load_model(argparse.Namespace(**{**vars(args), "model": spec.path}))
-        if args.budgets is not None:
-            model_rows = budget_rows(
-                embeddings,
-                collection,
-                args.budgets,
-                label=None if single else spec.label,
-                metrics=metrics,
-                k=args.depth,
-                doc_cache=args.doc_cache,
-                repeats=args.repeats,
-                show_progress_bar=show_progress(args),
-            )
-        elif setups is None:
-            model_rows = search_r3_rows(
-                embeddings,
-                collection,
-                label=None if single else spec.label,
-                reasoning_modes=modes,
-                metrics=metrics,
-                k=args.depth,
-                max_reasoning_tokens=args.max_reasoning_tokens,
-                show_progress_bar=show_progress(args),
-            )
-        else:
-            model_rows = store_rows(
-                embeddings,
-                collection,
-                setups,
-                label=None if single else spec.label,
-                reasoning_modes=modes,
-                metrics=metrics,
-                k=args.depth,
-                max_reasoning_tokens=args.max_reasoning_tokens,
-                doc_cache=args.doc_cache,
-                show_progress_bar=show_progress(args),
-            )
+        model_rows = options.model_rows(embeddings, collection, label=None if single else spec.label)
         rows += model_rows
         evaluated.append(
             {
@@ -389,14 +430,7 @@ def run(args: argparse.Namespace) -> int:
     for spec in st_models:
         note(args, f"loading sentence-transformers model {spec.path}")
         st_model = load_sentence_transformer(spec.path, args.device)
-        row = sentence_transformer_row(
-            st_model,
-            collection,
-            label=spec.label,
-            metrics=metrics,
-            k=args.depth,
-            show_progress_bar=show_progress(args),
-        )
+        row = sentence_transformer_row(st_model, collection, **options.common(spec.label))
         rows.append(row)
         evaluated.append(
             {
@@ -409,7 +443,7 @@ def run(args: argparse.Namespace) -> int:
         del st_model
         release_memory()
     if not args.no_bm25:
-        rows.append(bm25_row(collection, metrics=metrics, k=args.depth))
+        rows.append(bm25_row(collection, metrics=options.metrics, k=options.k))
 
     if args.json:
         payload = {

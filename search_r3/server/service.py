@@ -162,7 +162,8 @@ class EmbeddingService:
         self._documents = DocumentBatcher(embeddings, self._doc_executor, metrics, config.document_batch_size)
         #: Whether the store's ``search`` takes a ``mode`` (dense, sparse, hybrid...); else dense only.
         self.store_has_modes = store is not None and "mode" in inspect.signature(store.search).parameters
-        self._by_vectors = hasattr(store, "search_by_vectors") and hasattr(store, "sparse_query")
+        #: Whether the store searches with a ready query encoding (`QdrantStore.search_encoded`).
+        self._takes_encodings = hasattr(store, "search_encoded")
         if cache is not None:
             metrics.cache_entries.set_function(lambda: len(cache))
             model_fingerprint(embeddings)  # now, not on the first request
@@ -304,15 +305,17 @@ class EmbeddingService:
         """The query's encoding and its ``k`` hits."""
         store = self.store
         loop = asyncio.get_running_loop()
-        if mode == "dense" or self._by_vectors:
+        if mode == "dense" or self._takes_encodings:
             # the query goes through the engine and the cache like any other
             encoded = (await self.queries([query], reasoning, max_reasoning_tokens, endpoint="/v1/search"))[0]
-            if mode == "dense":
-                find = lambda: store.search_by_vector(encoded.vector, k, filter=filter)  # noqa: E731
-            else:  # sparse or hybrid: the store adds the BM25 side (expanded with the reasoning)
-                find = lambda: store.search_by_vectors(  # noqa: E731
-                    encoded.vector, store.sparse_query(query, encoded.reasoning), k, mode=mode, filter=filter
-                )
+
+            def find() -> list[Any]:
+                if self._takes_encodings:  # the store adds the BM25 side (expanded with the reasoning)
+                    return store.search_encoded(
+                        query, encoded.vector, k, reasoning=encoded.reasoning, mode=mode, filter=filter
+                    ).hits
+                return store.search_by_vector(encoded.vector, k, filter=filter)  # a dense-only store
+
             return encoded, await loop.run_in_executor(self._store_executor, find)
         # a store whose other modes take only text: it embeds the query itself
         result = await loop.run_in_executor(

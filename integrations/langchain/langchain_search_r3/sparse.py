@@ -30,7 +30,8 @@ class SearchR3SparseEmbeddings(SparseEmbeddings):
         embeddings: The dense search-r3 embeddings of the same store, whose query reasoning
             expands the sparse query (``None``: no expansion).
         expand: Add the reasoning's tokens to the query (needs ``embeddings``).
-        query_weight, reasoning_weight: Weight of each query token and of each reasoning token.
+        query_weight: Weight of each token of the query.
+        reasoning_weight: Weight of each token of the reasoning (below the query's own).
         settings: BM25 parameters (default: Qdrant's, English).
 
     Example:

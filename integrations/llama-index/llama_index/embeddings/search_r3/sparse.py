@@ -26,7 +26,8 @@ class SearchR3SparseEncoder:
     Args:
         embed_model: The dense search-r3 embedding of the same index (``None``: no expansion).
         expand: Add the reasoning's tokens to the query (needs ``embed_model``).
-        query_weight, reasoning_weight: Weight of each query token and of each reasoning token.
+        query_weight: Weight of each token of the query.
+        reasoning_weight: Weight of each token of the reasoning (below the query's own).
         settings: BM25 parameters (default: Qdrant's, English).
 
     Example:
