@@ -10,6 +10,7 @@
 #
 # EXTRA="name=path ..." adds models to the first table (e.g. an ablation); UNTRAINED=0 leaves the
 # untrained start out of it (its rows do not change from run to run, and cost a corpus encoding).
+# GENERAL_EXTRA="name=path ..." adds models to the held-out general table (e.g. the previous model).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -21,6 +22,7 @@ MODEL=${MODEL:-search-r3-smollm2-135m}
 GENERAL=${GENERAL:-runs/v2/general-heldout}
 EXTRA=${EXTRA:-}
 UNTRAINED=${UNTRAINED:-1}
+GENERAL_EXTRA=${GENERAL_EXTRA:-}
 
 models=(--model "$MODEL")
 for extra in $EXTRA; do models+=(--model "$extra"); done
@@ -38,6 +40,8 @@ mkdir -p "$(dirname "$OUT")"
 "$BIN/search-r3" eval "$DATA" --queries test --model "$MODEL" --keep-line-breaks \
   --output "${OUT%.md}-line-breaks.md"
 if [[ -d "$GENERAL" ]]; then
-  "$BIN/search-r3" eval "$GENERAL" --model "$MODEL" --st-model "all-MiniLM-L6-v2=$minilm" \
+  general=(--model "$MODEL")
+  for extra in $GENERAL_EXTRA; do general+=(--model "$extra"); done
+  "$BIN/search-r3" eval "$GENERAL" "${general[@]}" --st-model "all-MiniLM-L6-v2=$minilm" \
     --output "${OUT%.md}-general.md"
 fi
