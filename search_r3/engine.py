@@ -100,7 +100,13 @@ class QueryEngine:
         self.max_batch_size = max_batch_size
         self.stats = EngineStats()
         backend = embeddings.decode_backend if backend is None else backend
-        self._decoder = Decoder(embeddings.model, embeddings.decode_rules(), embeddings.pad_id, backend)
+        self._decoder = Decoder(
+            embeddings.model,
+            embeddings.decode_rules(),
+            embeddings.pad_id,
+            backend,
+            speculative_tokens=embeddings.speculative_tokens,
+        )
         head = embeddings.reasoning_head_ids()
         if len(head) >= MIN_SHARED_PREFIX:
             with torch.inference_mode():

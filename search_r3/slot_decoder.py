@@ -394,6 +394,34 @@ class SlotDecoder:
         rows = torch.arange(len(scripts), device=hidden.device)
         return hidden[rows, torch.tensor([len(s) - 1 for s in scripts], device=hidden.device)]
 
+    def verify(self, tokens: Sequence[int]) -> torch.Tensor:
+        """Feed the one live row several tokens; returns the state after each, ``(len, hidden)``.
+
+        For checking drafted tokens (``search_r3.speculation``): one forward reads the weights
+        once for all of them. Follow it with ``truncate`` to drop the positions not kept.
+        """
+        if self.size != 1:
+            raise RuntimeError("verify feeds the one live row; decode several rows with step.")
+        tokens = [int(t) for t in tokens]
+        position = self.lengths[0]
+        self._reserve(1, position + len(tokens))
+        ids = torch.tensor([tokens], dtype=torch.long, device=self.w.device)
+        hidden = self._forward(ids, [position], 0)[0]
+        self.lengths = [position + len(tokens)]
+        return hidden
+
+    def truncate(self, lengths: Sequence[int]) -> None:
+        """Cut live rows back to ``lengths`` stored tokens (no longer than now).
+
+        The cache is indexed by position and every read stops at the row's own length, so the
+        keys and values past it are never read again; the next tokens overwrite them.
+        """
+        lengths = [int(n) for n in lengths]
+        pairs = zip(lengths, self.lengths, strict=False)
+        if len(lengths) != self.size or any(not 0 < n <= m for n, m in pairs):
+            raise ValueError(f"cannot truncate rows of lengths {self.lengths} to {lengths}.")
+        self.lengths = lengths
+
     def keep(self, keep: Sequence[int]) -> None:
         """Keep only the live rows at positions ``keep`` (in that order) in slots ``0..len-1``."""
         keep = list(keep)
