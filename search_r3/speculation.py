@@ -13,8 +13,11 @@ The drafts come from the text itself, no second model. One token at a time, ``dr
 2. in a *list* such as ``a, b, c`` (the tokens alternate with a separator): the separator after
    an item, and after the separator the token that follows the last item in the prompt (a
    reasoning that lists the query's words copies them in order);
-3. else the continuation of the latest earlier occurrence of the last ``n`` tokens
-   (``n = max_ngram .. 1``) in the prompt and generated text: classic prompt lookup.
+3. the continuation of the latest earlier occurrence of the last ``n`` tokens in the prompt and
+   generated text: classic prompt lookup.
+
+Longer matches go first: ``n = max_ngram .. 2`` in the closing sequence then the text, then the
+list rules, then single tokens.
 
 Example:
     ```python
@@ -36,41 +39,42 @@ DEFAULT_SPECULATIVE_TOKENS = 4
 MAX_NGRAM = 3
 
 
-def continuation(tokens: Sequence[int], source: Sequence[int], max_ngram: int = MAX_NGRAM) -> int | None:
-    """The token after the latest occurrence in ``source`` of the last ``n`` of ``tokens``.
-
-    Tries ``n = max_ngram`` down to 1; None if none occurs (with a token after it). When
-    ``source`` is ``tokens`` itself, the tail's own place does not count.
-    """
-    same = source is tokens
-    for n in range(min(max_ngram, len(tokens)), 0, -1):
-        tail = list(tokens[len(tokens) - n :])
-        # an occurrence must leave a token after it (and not be the tail itself)
-        last = len(source) - n - 1
-        for i in range(last, -1, -1):
-            if source[i + n - 1] == tail[-1] and list(source[i : i + n]) == tail:
-                if same and i + n >= len(tokens):
-                    continue
-                return int(source[i + n])
+def _after(tokens: Sequence[int], source: Sequence[int], n: int) -> int | None:
+    """The token after the latest occurrence in ``source`` of the last ``n`` of ``tokens``, or
+    None. When ``source`` is ``tokens`` itself, the tail's own place does not count."""
+    if len(tokens) < n:
+        return None
+    tail = list(tokens[len(tokens) - n :])
+    stop = len(tokens) - n if source is tokens else len(source) - n  # leave a token after it
+    for i in range(min(stop, len(source) - n) - 1, -1, -1):
+        if source[i + n - 1] == tail[-1] and list(source[i : i + n]) == tail:
+            return int(source[i + n])
     return None
 
 
 def next_guess(
     tokens: Sequence[int], prompt_length: int, closing: Sequence[int] = (), max_ngram: int = MAX_NGRAM
 ) -> int | None:
-    """One guess of the token after ``tokens`` (prompt then generated text), or None."""
-    guess = continuation(tokens, closing, max_ngram) if closing else None
-    if guess is not None:
-        return guess
+    """One guess of the token after ``tokens`` (prompt then generated text), or None.
+
+    Longer matches first: an n-gram of two or more tokens in the closing sequence, then in the
+    text; then a list's separator or next item; then a single token, closing sequence first.
+    """
+    for n in range(max_ngram, 1, -1):
+        guess = _after(tokens, closing, n)
+        guess = _after(tokens, tokens, n) if guess is None else guess
+        if guess is not None:
+            return guess
     generated = len(tokens) - prompt_length
     if generated >= 4 and tokens[-2] == tokens[-4] != tokens[-1]:
         return int(tokens[-2])  # "a , b": the separator again
     if generated >= 3 and tokens[-1] == tokens[-3]:
         # "a , b ,": the prompt's token after the last item
-        guess = continuation(tokens[:-1], tokens[:prompt_length], 1)
+        guess = _after(tokens[:-1], tokens[:prompt_length], 1)
         if guess is not None:
             return guess
-    return continuation(tokens, tokens, max_ngram)
+    guess = _after(tokens, closing, 1)
+    return _after(tokens, tokens, 1) if guess is None else guess
 
 
 def draft(
