@@ -91,11 +91,21 @@ class ReasoningEmbeddings:
     #: transformers cache), "slots" or "transformers" (see ``search_r3.decoding.decode_backend``).
     decode_backend: str = "auto"
 
-    #: Most tokens drafted per decoding step by prompt lookup when one query decodes greedily on
-    #: the slots backend (``search_r3.speculation``; one forward checks them all); 0: off.
-    #: The reasoning and the embedding are the same either way, only faster.
     @property
     def speculative_tokens(self) -> int:
+        """Most tokens drafted per decoding step by prompt lookup (``search_r3.speculation``); 0: off.
+
+        Used when one query decodes greedily on the slots backend (``encode_queries`` of one
+        query, or a ``QueryEngine`` with one query live): one forward checks the drafted tokens
+        and keeps those greedy decoding picks anyway. The reasoning and the embedding are the
+        same either way; only the number of forward passes changes. A whole number >= 0, else
+        ``InvalidInputError``.
+
+        Example:
+            ```python
+            emb.speculative_tokens = 0  # one token per forward, as before
+            ```
+        """
         return self.__dict__.get("_speculative_tokens", DEFAULT_SPECULATIVE_TOKENS)
 
     @speculative_tokens.setter
