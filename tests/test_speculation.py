@@ -158,11 +158,30 @@ def test_a_stop_or_the_embed_token_picked_inside_a_draft(models):
     _assert_same(on, off)
     assert on.generated_ids == [ids[:cut]] and on.forced == [True] and stats.accepted > 0
 
-    as_token = {"embed_id": switch, "stop_ids": [switch], "forced_ids": [switch]}
+    # the closing sequence "x x x token" makes every "x x x" draft the token: kept when picked
+    as_token = {"embed_id": switch, "stop_ids": [switch], "forced_ids": [*ids[:3], switch]}
     off, _ = _decode(model, builder, [prompt], 16, 0, **as_token)
-    on, stats = _decode(model, builder, [prompt], 16, 4, **as_token)
+    fed = []
+    originals = SlotDecoder.verify, SlotDecoder.step
+
+    def verify(self, tokens):
+        fed.append(("verify", list(tokens)))
+        return originals[0](self, tokens)
+
+    def step(self, tokens):
+        fed.append(("step", list(tokens)))
+        return originals[1](self, tokens)
+
+    SlotDecoder.verify, SlotDecoder.step = verify, step
+    try:
+        on, stats = _decode(model, builder, [prompt], 16, 4, **as_token)
+    finally:
+        SlotDecoder.verify, SlotDecoder.step = originals
     _assert_same(on, off)
     assert on.generated_ids == [ids[: cut + 1]] and on.forced == [False] and stats.accepted > 0
+    # the token went in as a draft, kept: the last forward checked it, no plain step fed it
+    assert fed[-1][0] == "verify" and switch in fed[-1][1]
+    assert ("step", [switch]) not in fed
 
 
 def test_several_rows_keep_the_one_token_step(models):
