@@ -272,3 +272,30 @@ def test_rows_decode_alike_with_a_decoder_driven_by_hand(models):
         assert a.generated == b.generated and a.forced == b.forced
         assert float(a.embedding @ b.embedding) >= 0.99999
     assert stats.forwards > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_shipped_model_reasons_alike_with_and_without_speculation(dtype):
+    from search_r3.demo import demo_queries
+
+    real = ReasoningEmbeddings.from_pretrained("search-r3-smollm2-135m", device="cpu", dtype=dtype)
+    stats = []
+    original = Decoder.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        stats.append(self.speculation)
+
+    for query in demo_queries():
+        real.speculative_tokens = 0
+        off = real.encode_queries([query], max_reasoning_tokens=48, show_progress_bar=False)
+        real.speculative_tokens = 4
+        Decoder.__init__ = init
+        try:
+            on = real.encode_queries([query], max_reasoning_tokens=48, show_progress_bar=False)
+        finally:
+            Decoder.__init__ = original
+        assert on.reasoning == off.reasoning and on.forced.tolist() == off.forced.tolist()
+        assert float(on.embeddings[0] @ off.embeddings[0]) >= (0.99999 if dtype == "float32" else 0.999)
+    assert sum(s.accepted for s in stats) > 0
