@@ -14,6 +14,9 @@ Rows that are done leave the batch and the cache at once, so a batch costs what 
 cost: a long reasoning does not make the finished rows pay for every further step. The prompt
 head all rows share (chat template and system instruction) is computed once and copied.
 
+One row decoding greedily on its own drafts its next tokens by prompt lookup and checks them in
+one forward (``search_r3.speculation``): the same tokens in fewer forward passes.
+
 ``Decoder`` is the one implementation of these rules. ``reason_and_embed`` (and so
 ``ReasoningEmbeddings.encode_queries``) runs prompts through it, refilling finished rows from the
 prompts still waiting; ``search_r3.engine.QueryEngine`` admits queries as they arrive. It runs on
