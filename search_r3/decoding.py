@@ -328,12 +328,12 @@ class SpeculationStats:
     """What prompt-lookup speculation did in a decoder (counters that only grow).
 
     Attributes:
-        forwards: Forward passes that checked drafted tokens.
+        forwards: Forward passes of a lone greedy row (with drafted tokens to check or not).
         drafted: Tokens drafted (``search_r3.speculation.draft``).
         accepted: Drafted tokens that were the greedy pick, kept without a step of their own.
     """
 
-    forwards: int = 0  # with or without drafted tokens
+    forwards: int = 0
     drafted: int = 0
     accepted: int = 0
 
@@ -344,7 +344,7 @@ class SpeculationStats:
 
     @property
     def tokens_per_forward(self) -> float:
-        """Tokens fed per checking forward: the row's next token plus the accepted drafts."""
+        """Tokens fed per forward of a lone row: its next token plus the accepted drafts."""
         return (self.forwards + self.accepted) / self.forwards if self.forwards else 0.0
 
 
