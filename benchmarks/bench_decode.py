@@ -2,8 +2,10 @@
 
     .venv/bin/python benchmarks/bench_decode.py                       # float32 and bfloat16
     .venv/bin/python benchmarks/bench_decode.py --dtypes float32 --repeats 5 --skip-batching
+    .venv/bin/python benchmarks/bench_decode.py --model runs/v2/model     # another model folder
 
-Model: the shipped ``search-r3-smollm2-135m`` (SmolLM2-135M-Instruct with the recipe's adapter).
+Model: the shipped ``search-r3-smollm2-135m`` (SmolLM2-135M-Instruct with the recipe's adapter),
+or ``--model``.
 Queries: ``../shared/data/cranfield`` if present, else a built-in sample. Greedy decoding.
 
 Part 1, batch 1, per dtype, each path timed ``--repeats`` times in alternating order (medians):
@@ -11,10 +13,12 @@ Part 1, batch 1, per dtype, each path timed ``--repeats`` times in alternating o
   argmax per step (the raw decode loop, no search-r3 code);
 - *encode_queries, transformers cache (baseline)*: today's reasoning path before the engine
   (``decode_backend = "transformers"``: the concatenating cache, the model's forward);
-- *encode_queries, slots*: the slots path in three stages, to show where the gain comes from:
+- *encode_queries, slots*: the slots path in four stages, to show where the gain comes from:
   the generic step (the path measured before, preallocated KV slots and packed weights), then
   with the one-row step (fused norms, rotary, attention and residual additions), then with the
-  bfloat16-checked LM head (``search_r3.head_argmax``; float32 only): the new path.
+  bfloat16-checked LM head (``search_r3.head_argmax``; float32 only), then with prompt-lookup
+  speculation (``search_r3.speculation``: drafted tokens checked in one forward): the new path,
+  with its acceptance rate (kept drafted tokens / drafted) and tokens per forward.
 Every path must generate the same token ids as the baseline, in every repeat (the script exits
 with an error otherwise). Beside them: the floor, the bytes one step reads (every weight once,
 the tied embedding once as the LM head) over the memory bandwidth measured by summing a 1 GiB
@@ -36,7 +40,7 @@ import time
 import torch
 from _common import machine_line, print_table, queries
 
-from search_r3 import ReasoningEmbeddings, decoding, slot_decoder
+from search_r3 import ReasoningEmbeddings, decoding, slot_decoder, speculation
 from search_r3.engine import QueryEngine
 
 MODEL = "search-r3-smollm2-135m"
@@ -83,22 +87,37 @@ def one_at_a_time(emb: ReasoningEmbeddings, texts: list[str], budget: int):
 
 
 class TokenLog:
-    """The generated token ids of every row the decoder finishes (to compare paths token by token)."""
+    """The generated token ids of every row the decoder finishes (to compare paths token by token),
+    and the speculation counters of every decoder made."""
 
     def __init__(self):
         self.ids: list[list[int]] = []
-        self._finish = decoding.Decoder._finish
+        self.decoders: list = []
+        self._finish, self._init = decoding.Decoder._finish, decoding.Decoder.__init__
         log = self
 
         def finish(decoder, row, hidden):
             log.ids.append(list(row.generated))
             return log._finish(decoder, row, hidden)
 
-        decoding.Decoder._finish = finish
+        def init(decoder, *args, **kwargs):
+            log._init(decoder, *args, **kwargs)
+            log.decoders.append(decoder)
+
+        decoding.Decoder._finish, decoding.Decoder.__init__ = finish, init
 
     def take(self) -> list[list[int]]:
-        ids, self.ids = self.ids, []
+        ids, self.ids, self.decoders = self.ids, [], []
         return ids
+
+    def speculation(self) -> decoding.SpeculationStats:
+        """The counters of the decoders made since the last ``take``, summed."""
+        total = decoding.SpeculationStats()
+        for decoder in self.decoders:
+            total.forwards += decoder.speculation.forwards
+            total.drafted += decoder.speculation.drafted
+            total.accepted += decoder.speculation.accepted
+        return total
 
 
 def compare(a, b) -> tuple[int, float]:
@@ -111,14 +130,17 @@ def compare(a, b) -> tuple[int, float]:
     return same, cosine
 
 
-#: The batch-1 paths timed, (label, decode backend, lean one-row step, bf16-checked head).
-#: The last is what ``encode_queries`` runs; the second is the slots path as it was before the
-#: one-row step and the checked head (kept for the profile of where the gain comes from).
+SPECULATE = speculation.DEFAULT_SPECULATIVE_TOKENS
+
+#: The batch-1 paths timed, (label, decode backend, lean one-row step, bf16-checked head,
+#: speculative tokens). The last is what ``encode_queries`` runs; the others are the slots path
+#: as it was before each lever (kept for the profile of where the gain comes from).
 PATHS = [
-    ("encode_queries, transformers cache (baseline)", "transformers", False, False),
-    ("encode_queries, slots: generic step, float32 head", "slots", False, False),
-    ("encode_queries, slots: + one-row step", "slots", True, False),
-    ("encode_queries, slots: + bf16-checked head (new)", "slots", True, True),
+    ("encode_queries, transformers cache (baseline)", "transformers", False, False, 0),
+    ("encode_queries, slots: generic step, float32 head", "slots", False, False, 0),
+    ("encode_queries, slots: + one-row step", "slots", True, False, 0),
+    ("encode_queries, slots: + bf16-checked head", "slots", True, True, 0),
+    ("encode_queries, slots: + prompt-lookup speculation (new)", "slots", True, True, SPECULATE),
 ]
 
 
@@ -134,8 +156,10 @@ def _set_levers(model, lean: bool, checked_head: bool) -> bool:
     return weights._bench_greedy is not None
 
 
-def part_single(dtype: str, texts: list[str], budget: int, bandwidths: list, repeats: int, log) -> dict:
-    emb = ReasoningEmbeddings.from_pretrained(MODEL, device="cpu", dtype=dtype)
+def part_single(
+    model_name: str, dtype: str, texts: list[str], budget: int, bandwidths: list, repeats: int, log
+) -> dict:
+    emb = ReasoningEmbeddings.from_pretrained(model_name, device="cpu", dtype=dtype)
     model = emb.model
     checked = _set_levers(model, True, True)
     head = model.get_output_embeddings().weight
@@ -155,13 +179,15 @@ def part_single(dtype: str, texts: list[str], budget: int, bandwidths: list, rep
     best: dict[str, list[float]] = {label: [float("inf")] * len(texts) for label, *_ in PATHS}
     results: dict[str, list] = {label: [None] * len(texts) for label, *_ in PATHS}
     ids: dict[str, list] = {label: [None] * len(texts) for label, *_ in PATHS}
+    spec = decoding.SpeculationStats()  # the new path's, over every repeat
     for r in range(repeats):
         loops.append(transformers_loop(model, prompt, budget))
         bandwidths.append(bandwidth())
         for q, text in enumerate(texts):
             shift = (r + q) % len(PATHS)
-            for label, backend, lean, checked_head in PATHS[shift:] + PATHS[:shift]:
+            for label, backend, lean, checked_head, drafts in PATHS[shift:] + PATHS[:shift]:
                 emb.decode_backend = backend
+                emb.speculative_tokens = drafts
                 _set_levers(model, lean, checked_head)
                 wall, thread = time.perf_counter(), time.thread_time()
                 res = emb.encode_queries([text], max_reasoning_tokens=budget, show_progress_bar=False)
@@ -169,6 +195,11 @@ def part_single(dtype: str, texts: list[str], budget: int, bandwidths: list, rep
                 seconds[label][r] += wall
                 cpu[label][r] += thread
                 best[label][q] = min(best[label][q], wall)
+                if drafts:
+                    counted = log.speculation()
+                    spec.forwards += counted.forwards
+                    spec.drafted += counted.drafted
+                    spec.accepted += counted.accepted
                 got = log.take()
                 if ids[label][q] is not None and (
                     got != ids[label][q] or res.reasoning != results[label][q].reasoning
@@ -176,6 +207,7 @@ def part_single(dtype: str, texts: list[str], budget: int, bandwidths: list, rep
                     raise SystemExit(f"{label}: the outputs changed between repeats")
                 ids[label][q], results[label][q] = got, res
     _set_levers(model, True, True)
+    emb.speculative_tokens = SPECULATE
     loop = statistics.median(loops)
     base, new = PATHS[0][0], PATHS[-1][0]
     for label in seconds:
@@ -204,12 +236,13 @@ def part_single(dtype: str, texts: list[str], budget: int, bandwidths: list, rep
         "cosine": cosine,
         "tokens": tokens,
         "example": results[new][0].reasoning[0],
+        "speculation": spec,
         "n": len(texts),
     }
 
 
-def part_batching(texts: list[str], budget: int, interval: float, batch_size: int) -> dict:
-    emb = ReasoningEmbeddings.from_pretrained(MODEL, device="cpu", dtype="float32")
+def part_batching(model_name: str, texts: list[str], budget: int, interval: float, batch_size: int) -> dict:
+    emb = ReasoningEmbeddings.from_pretrained(model_name, device="cpu", dtype="float32")
     emb.encode_queries(texts[:1], max_reasoning_tokens=4, show_progress_bar=False)  # warm-up
     single_s, single = one_at_a_time(emb, texts, budget)  # a server busy from the first arrival on
     with QueryEngine(emb, max_batch_size=batch_size) as engine:
@@ -242,6 +275,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--model", default=MODEL, help=f"model name or folder (default {MODEL})")
     parser.add_argument("--dtypes", default="float32,bfloat16", help="comma-separated (default both)")
     parser.add_argument("--n-single", type=int, default=4, help="queries decoded one at a time per dtype")
     parser.add_argument("--n-batch", type=int, default=16, help="staggered queries for continuous batching")
@@ -257,13 +291,20 @@ def main() -> None:
     texts, source = queries(max(args.n_single, args.n_batch))
     print(f"machine: {machine_line()}")
     print(f"memory bandwidth (sum over a 1 GiB float32 tensor): {bandwidths[0] / 1e9:.1f} GB/s at the start")
-    print(f"model: {MODEL}; queries from {source}; budget {args.max_reasoning_tokens}; greedy; batch 1\n")
+    budget = args.max_reasoning_tokens
+    print(f"model: {args.model}; queries from {source}; budget {budget}; greedy; batch 1\n")
 
     log = TokenLog()
     singles = {}
     for dtype in args.dtypes.split(","):
         singles[dtype] = part_single(
-            dtype, texts[: args.n_single], args.max_reasoning_tokens, bandwidths, args.repeats, log
+            args.model,
+            dtype,
+            texts[: args.n_single],
+            args.max_reasoning_tokens,
+            bandwidths,
+            args.repeats,
+            log,
         )
     bandwidths.append(bandwidth())
     # the floors: at the best bandwidth the machine gave in this run (others' load only lowers it)
@@ -305,11 +346,18 @@ def main() -> None:
         f"{statistics.median(bandwidths) / 1e9:.1f}, lowest {min(bandwidths) / 1e9:.1f} GB/s "
         f"({len(bandwidths)} measurements, one per repeat; the floors use the best)"
     )
+    for dtype, res in singles.items():
+        spec = res["speculation"]
+        print(
+            f"{dtype}: prompt-lookup speculation ({SPECULATE} tokens drafted at most): acceptance "
+            f"{spec.acceptance:.2f} ({spec.accepted}/{spec.drafted} drafted tokens kept), "
+            f"{spec.tokens_per_forward:.2f} tokens per forward ({spec.forwards} forwards)"
+        )
     print(f"example reasoning: {next(iter(singles.values()))['example']!r}")
 
     if not args.skip_batching:
         res = part_batching(
-            texts[: args.n_batch], args.max_reasoning_tokens, args.interval, args.max_batch_size
+            args.model, texts[: args.n_batch], args.max_reasoning_tokens, args.interval, args.max_batch_size
         )
         n = args.n_batch
         print(f"\ncontinuous batching, float32: {n} queries arriving {args.interval}s apart")

@@ -14,6 +14,9 @@ Rows that are done leave the batch and the cache at once, so a batch costs what 
 cost: a long reasoning does not make the finished rows pay for every further step. The prompt
 head all rows share (chat template and system instruction) is computed once and copied.
 
+One row decoding greedily on its own drafts its next tokens by prompt lookup and checks them in
+one forward (``search_r3.speculation``): the same tokens in fewer forward passes.
+
 ``Decoder`` is the one implementation of these rules. ``reason_and_embed`` (and so
 ``ReasoningEmbeddings.encode_queries``) runs prompts through it, refilling finished rows from the
 prompts still waiting; ``search_r3.engine.QueryEngine`` admits queries as they arrive. It runs on
@@ -34,6 +37,8 @@ import torch
 import torch.nn.functional as F
 
 from search_r3.pooling import backbone_of, pad_batch, position_ids_from_mask
+from search_r3.settings import check_count
+from search_r3.speculation import DEFAULT_SPECULATIVE_TOKENS, draft
 
 
 def _cache_keyword(backbone: Any) -> str:
@@ -318,12 +323,45 @@ class DecodeRow:
     embedding: torch.Tensor | None = None
 
 
+@dataclass
+class SpeculationStats:
+    """What prompt-lookup speculation did in a decoder (counters that only grow).
+
+    Attributes:
+        forwards: Forward passes of a lone greedy row (with drafted tokens to check or not).
+        drafted: Tokens drafted (``search_r3.speculation.draft``).
+        accepted: Drafted tokens that were the greedy pick, kept without a step of their own.
+    """
+
+    forwards: int = 0
+    drafted: int = 0
+    accepted: int = 0
+
+    @property
+    def acceptance(self) -> float:
+        """Accepted drafted tokens over drafted tokens."""
+        return self.accepted / self.drafted if self.drafted else 0.0
+
+    @property
+    def tokens_per_forward(self) -> float:
+        """Tokens fed per forward of a lone row: its next token plus the accepted drafts."""
+        return (self.forwards + self.accepted) / self.forwards if self.forwards else 0.0
+
+
 class Decoder:
     """Rows decoding together, one token per row per step, over a KV backend.
 
     This is the one implementation of the decoding rules: ``reason_and_embed`` runs a fixed
     batch through it and ``search_r3.engine.QueryEngine`` admits rows while others decode.
     Not thread-safe: one thread drives a decoder.
+
+    Greedy decoding of one live row on the slots backend is *speculative* (prompt lookup, see
+    ``search_r3.speculation``): each step feeds the row's next token and up to
+    ``speculative_tokens`` drafted ones in one forward, keeps the drafted tokens the rules pick
+    anyway (greedy pick, banned tokens, budget, closing text and embed token) and cuts the cache
+    back past the first miss. The tokens and the embedding are those of one token per step; only
+    the number of forward passes changes. Several live rows, sampling, or ``speculative_tokens=0``
+    decode one token per row per step.
 
     Example:
         ```python
@@ -335,7 +373,15 @@ class Decoder:
         ```
     """
 
-    def __init__(self, causal_lm: Any, rules: DecodeRules, pad_id: int, backend: str = "auto"):
+    def __init__(
+        self,
+        causal_lm: Any,
+        rules: DecodeRules,
+        pad_id: int,
+        backend: str = "auto",
+        speculative_tokens: int = DEFAULT_SPECULATIVE_TOKENS,
+    ):
+        self.speculative_tokens = check_count("speculative_tokens", speculative_tokens, 0)
         self.rules = rules
         self.backend = decode_backend(causal_lm, pad_id, backend)
         self.device = next(causal_lm.parameters()).device
@@ -343,6 +389,8 @@ class Decoder:
         self.generator = rules.sampling.generator(self.device)
         self.rows: list[DecodeRow] = []
         self.last: torch.Tensor | None = None  # hidden state after each live row's last token
+        self.speculation = SpeculationStats()
+        self._known: tuple[DecodeRow, int] | None = None  # the one live row's next greedy pick
 
     @property
     def can_admit(self) -> bool:
@@ -368,15 +416,17 @@ class Decoder:
             raise
         self.rows += rows
         self.last = hidden if self.last is None else torch.cat([self.last, hidden])
+        self._known = None
 
     def reset(self) -> None:
         """Drop every live row (after a failure)."""
         self.backend.keep([])
-        self.rows, self.last = [], None
+        self.rows, self.last, self._known = [], None, None
 
     def step(self) -> list[DecodeRow]:
         """Feed every live row its next token; returns the rows that finished (embedding set)."""
         rows, rules = self.rows, self.rules
+        known, self._known = self._known, None
         if not rows:
             return []
         if all(row.script is not None for row in rows):
@@ -392,7 +442,9 @@ class Decoder:
                 row.forced, row.script = True, list(rules.forced_ids)
         picking = [j for j, row in enumerate(rows) if row.script is None]
         choice: dict[int, int] = {}
-        if picking:
+        if picking == [0] and known is not None and known[0] is rows[0]:
+            choice = {0: known[1]}  # picked by the last speculative step
+        elif picking:
             assert self.last is not None
             hidden = self.last if len(picking) == len(rows) else self.last[picking]
             banned = [banned_next_tokens(rows[j].generated, rules.no_repeat_ngram_size) for j in picking]
@@ -422,6 +474,14 @@ class Decoder:
                 if closing and row.generated[-len(closing) :] == closing:
                     row.script = [rules.embed_id]  # the row wrote the closing text: the token comes next
             feed.append(token)
+        if self._speculates(feed):
+            row = rows[0]
+            guesses = draft(
+                list(row.prompt) + row.generated, len(row.prompt), self.speculative_tokens, rules.forced_ids
+            )
+            self.speculation.forwards += 1
+            if guesses:
+                return self._speculative_step(row, feed[0], guesses)
         hidden = self.backend.step(feed)
         done = [j for j, token in enumerate(feed) if token == rules.embed_id]
         for j in done:
@@ -433,6 +493,59 @@ class Decoder:
             hidden = hidden[keep] if keep else None
         self.last = hidden
         return [rows[j] for j in done]
+
+    def _speculates(self, feed: list[int]) -> bool:
+        """Whether this step feeds the one live row drafted tokens after ``feed``."""
+        return (
+            self.speculative_tokens > 0
+            and len(feed) == 1
+            and feed[0] != self.rules.embed_id
+            and not self.rows[0].forced
+            and not self.rules.sampling.do_sample
+            and hasattr(self.backend, "verify")
+        )
+
+    def _speculative_step(self, row: DecodeRow, token: int, guesses: list[int]) -> list[DecodeRow]:
+        """Feed the one live row ``token`` and the drafted ``guesses`` in one forward; keep the
+        guesses the rules pick anyway. Returns ``[row]`` if it finished (embed token fed), else ``[]``."""
+        rules = self.rules
+        start = self.backend.lengths[0]
+        fed = [token, *guesses]
+        hidden = self.backend.verify(fed)  # (len(fed), hidden): the state after each fed token
+        # The pick after fed[i] assumes guesses[:i] were kept: only read along the kept prefix.
+        banned = [
+            banned_next_tokens(row.generated + guesses[:i], rules.no_repeat_ngram_size)
+            for i in range(len(fed))
+        ]
+        picks = self.backend.greedy(hidden, banned)
+        used, done = 0, False
+        for i, guess in enumerate(guesses):
+            if row.script is not None:  # the row wrote the closing text: the embed token is next
+                if guess != row.script[0]:
+                    break
+                row.script.pop(0)
+                used, done = used + 1, guess == rules.embed_id
+                break
+            if len(row.generated) >= row.max_new_tokens or picks[i] in rules.stop or picks[i] != guess:
+                break  # a miss, or a rule the next step applies (forcing)
+            row.generated.append(guess)
+            used += 1
+            if guess == rules.embed_id:  # the row emitted the token itself
+                done = True
+                break
+            if rules.closing_ids and row.generated[-len(rules.closing_ids) :] == rules.closing_ids:
+                row.script = [rules.embed_id]
+        self.backend.truncate([start + 1 + used])
+        self.speculation.drafted += len(guesses)
+        self.speculation.accepted += used
+        if done:
+            self._finish(row, hidden[used])
+            self.reset()
+            return [row]
+        self.last = hidden[used : used + 1]
+        if row.script is None:  # picked under the row's state now: the next step's token
+            self._known = (row, picks[used])
+        return []
 
     def _finish(self, row: DecodeRow, hidden: torch.Tensor) -> None:
         vector = hidden.float().unsqueeze(0)
@@ -460,6 +573,7 @@ def reason_and_embed(
     backend: str = "auto",
     max_batch_size: int | None = None,
     on_done: Callable[[int], Any] | None = None,
+    speculative_tokens: int = DEFAULT_SPECULATIVE_TOKENS,
 ) -> DecodedBatch:
     """Generate reasoning for each prompt and return the embedding at the embed token.
 
@@ -485,6 +599,8 @@ def reason_and_embed(
         max_batch_size: Most rows decoding at once (default: all). The next prompts, in order,
             take the place of finished rows at once (on the transformers cache: once all are done).
         on_done: Called with the number of rows finished, after each step that finishes some.
+        speculative_tokens: Most tokens drafted per step by prompt lookup when one row decodes
+            greedily on the slots backend (see ``Decoder``); 0: off. The output is the same.
 
     Example:
         ```python
@@ -502,11 +618,12 @@ def reason_and_embed(
         sampling=sampling,
         normalize=normalize,
     )
+    check_count("speculative_tokens", speculative_tokens, 0)
     n = len(prompts)
     dim = int(causal_lm.config.get_text_config().hidden_size)
     if n == 0:
         return DecodedBatch(torch.zeros(0, dim), [], [])
-    decoder = Decoder(causal_lm, rules, pad_id, backend)
+    decoder = Decoder(causal_lm, rules, pad_id, backend, speculative_tokens)
     if prefix is None and n > 1:
         prefix = prompts[0][: shared_prefix_length(prompts)]
     if prefix is not None and len(prefix) >= MIN_SHARED_PREFIX:

@@ -5,7 +5,9 @@ arrived since the last step (up to ``max_batch_size`` live rows), feeds every li
 and resolves the futures of the rows that emitted the embed token (or were forced at their
 budget). A query therefore waits at most one decoding step to start, and a long reasoning never
 holds back the short ones decoding beside it. Queries with reasoning off take no decoding slot:
-they are embedded in one forward pass at the next step.
+they are embedded in one forward pass at the next step. While one query decodes alone, its steps
+are speculative (drafted tokens checked in one forward, ``ReasoningEmbeddings.speculative_tokens``):
+same tokens, fewer forwards.
 
 The rules are those of ``ReasoningEmbeddings.encode_queries`` (same decoder, same prompts), so a
 query gets the same reasoning and, up to float rounding, the same vector either way. Greedy only.
@@ -100,7 +102,13 @@ class QueryEngine:
         self.max_batch_size = max_batch_size
         self.stats = EngineStats()
         backend = embeddings.decode_backend if backend is None else backend
-        self._decoder = Decoder(embeddings.model, embeddings.decode_rules(), embeddings.pad_id, backend)
+        self._decoder = Decoder(
+            embeddings.model,
+            embeddings.decode_rules(),
+            embeddings.pad_id,
+            backend,
+            speculative_tokens=embeddings.speculative_tokens,
+        )
         head = embeddings.reasoning_head_ids()
         if len(head) >= MIN_SHARED_PREFIX:
             with torch.inference_mode():

@@ -21,6 +21,7 @@ from search_r3.pretrained import resolve_model_source
 from search_r3.prompts import PromptBuilder
 from search_r3.saving import save_model_folder
 from search_r3.settings import SearchR3Settings, check_count
+from search_r3.speculation import DEFAULT_SPECULATIVE_TOKENS
 
 if TYPE_CHECKING:
     from search_r3.query_cache import QueryCache
@@ -89,6 +90,27 @@ class ReasoningEmbeddings:
     #: KV backend of reasoning: "auto" (preallocated slots for Llama-layout models, else the
     #: transformers cache), "slots" or "transformers" (see ``search_r3.decoding.decode_backend``).
     decode_backend: str = "auto"
+
+    @property
+    def speculative_tokens(self) -> int:
+        """Most tokens drafted per decoding step by prompt lookup (``search_r3.speculation``); 0: off.
+
+        Used when one query decodes greedily on the slots backend (``encode_queries`` of one
+        query, or a ``QueryEngine`` with one query live): one forward checks the drafted tokens
+        and keeps those greedy decoding picks anyway. The reasoning and the embedding are the
+        same either way; only the number of forward passes changes. A whole number >= 0, else
+        ``InvalidInputError``.
+
+        Example:
+            ```python
+            emb.speculative_tokens = 0  # one token per forward, as before
+            ```
+        """
+        return self.__dict__.get("_speculative_tokens", DEFAULT_SPECULATIVE_TOKENS)
+
+    @speculative_tokens.setter
+    def speculative_tokens(self, value: int) -> None:
+        self._speculative_tokens = check_count("speculative_tokens", value, 0)
 
     def __init__(
         self,
@@ -266,6 +288,7 @@ class ReasoningEmbeddings:
             backend=self.decode_backend,
             max_batch_size=batch_size,
             on_done=on_done,
+            speculative_tokens=self.speculative_tokens,
         )
         return self.query_encodings(decoded.generated_ids, decoded.forced, decoded.embeddings)
 

@@ -237,6 +237,14 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> tor
     return torch.addcmul(x * cos, swapped, signed_sin)
 
 
+def _rotate_rows(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """``_rotate`` for several tokens: ``x`` ``(tokens, heads, head_dim)``, ``cos`` and
+    ``signed_sin`` ``(tokens, 1, head_dim)``."""
+    tokens, heads, dim = x.shape
+    swapped = x.view(tokens, heads, 2, dim // 2).flip(2).view(tokens, heads, dim)
+    return torch.addcmul(x * cos, swapped, signed_sin)
+
+
 def _version(causal_lm: Any) -> tuple[tuple[int, int], ...]:
     return tuple((p.data_ptr(), p._version) for p in causal_lm.parameters())
 
@@ -394,6 +402,37 @@ class SlotDecoder:
         rows = torch.arange(len(scripts), device=hidden.device)
         return hidden[rows, torch.tensor([len(s) - 1 for s in scripts], device=hidden.device)]
 
+    def verify(self, tokens: Sequence[int]) -> torch.Tensor:
+        """Feed the one live row several tokens; returns the state after each, ``(len, hidden)``.
+
+        For checking drafted tokens (``search_r3.speculation``): one forward reads the weights
+        once for all of them. Follow it with ``truncate`` to drop the positions not kept.
+        """
+        if self.size != 1:
+            raise RuntimeError("verify feeds the one live row; decode several rows with step.")
+        tokens = [int(t) for t in tokens]
+        position = self.lengths[0]
+        self._reserve(1, position + len(tokens))
+        ids = torch.tensor([tokens], dtype=torch.long, device=self.w.device)
+        if self.w.lean:
+            hidden = self._step_few(ids, position)
+        else:
+            hidden = self._forward(ids, [position], 0)[0]
+        self.lengths = [position + len(tokens)]
+        return hidden
+
+    def truncate(self, lengths: Sequence[int]) -> None:
+        """Cut live rows back to ``lengths`` stored tokens (no longer than now).
+
+        The cache is indexed by position and every read stops at the row's own length, so the
+        keys and values past it are never read again; the next tokens overwrite them.
+        """
+        lengths = [int(n) for n in lengths]
+        pairs = zip(lengths, self.lengths, strict=False)
+        if len(lengths) != self.size or any(not 0 < n <= m for n, m in pairs):
+            raise ValueError(f"cannot truncate rows of lengths {self.lengths} to {lengths}.")
+        self.lengths = lengths
+
     def keep(self, keep: Sequence[int]) -> None:
         """Keep only the live rows at positions ``keep`` (in that order) in slots ``0..len-1``."""
         keep = list(keep)
@@ -435,6 +474,39 @@ class SlotDecoder:
             keys, values = k_store[:1, :, :span], v_store[:1, :, :span]
             attn = F.scaled_dot_product_attention(q, keys, values, scale=w.scaling)
             x = layer.o.add(attn.view(1, w.heads * w.head_dim), x)
+            h = F.rms_norm(x, (w.hidden,), *layer.post_rms)
+            gate, up = layer.gate_up.joint(h).split(layer.gate_up.sizes, dim=-1)
+            x = layer.down.add(layer.act(gate).mul_(up), x)
+        return F.rms_norm(x, (w.hidden,), *w.final_rms)
+
+    def _step_few(self, ids: torch.Tensor, position: int) -> torch.Tensor:
+        """Several tokens ``(1, width)`` for the one live row from ``position``: ``_step_one``'s
+        fused operations for a few rows (drafted tokens to check), each token attending to the
+        row's keys up to its own position. Returns the final-norm states ``(width, hidden)``."""
+        w = self.w
+        width = ids.shape[1]
+        x = w.embed(ids)[0]  # (width, hidden)
+        positions = torch.arange(position, position + width, device=ids.device)
+        cos, sin = w.rotary(x, positions.unsqueeze(0))
+        cos, sin = cos[0].unsqueeze(1), _signed_sin(sin[0]).unsqueeze(1)  # (width, 1, head_dim)
+        group, rotated = w.heads // w.kv_heads, (w.heads + w.kv_heads) * w.head_dim
+        span = position + width
+        # query rows are (group, width) per key head: row g * width + i is token i
+        visible = torch.arange(span, device=ids.device).unsqueeze(0) <= positions.unsqueeze(1)
+        mask = visible.repeat(group, 1).view(1, 1, group * width, span)
+        for layer, k_store, v_store in zip(w.layers, self.keys, self.values, strict=True):
+            h = F.rms_norm(x, (w.hidden,), *layer.input_rms)
+            qkv = layer.qkv.joint(h)  # (width, sizes)
+            qk = _rotate_rows(qkv[:, :rotated].view(width, w.heads + w.kv_heads, w.head_dim), cos, sin)
+            k_store[0, :, position:span] = qk[:, w.heads :].transpose(0, 1)
+            v = qkv[:, rotated:].view(width, w.kv_heads, w.head_dim)
+            v_store[0, :, position:span] = v.transpose(0, 1)
+            q = qk[:, : w.heads].reshape(width, w.kv_heads, group, w.head_dim).permute(1, 2, 0, 3)
+            q = q.reshape(1, w.kv_heads, group * width, w.head_dim)
+            keys, values = k_store[:1, :, :span], v_store[:1, :, :span]
+            attn = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=w.scaling)
+            attn = attn.view(w.kv_heads, group, width, w.head_dim).permute(2, 0, 1, 3)
+            x = layer.o.add(attn.reshape(width, w.heads * w.head_dim), x)
             h = F.rms_norm(x, (w.hidden,), *layer.post_rms)
             gate, up = layer.gate_up.joint(h).split(layer.gate_up.sizes, dim=-1)
             x = layer.down.add(layer.act(gate).mul_(up), x)
