@@ -268,6 +268,7 @@ def test_eval_model_labels(tmp_path: Path, monkeypatch) -> None:
     assert spec("org/model-on-hub")[1] == "org/model-on-hub"
     assert spec("trained=runs/rl") == ("runs/rl", "trained", True)
     assert spec("hub=org/model-on-hub") == ("org/model-on-hub", "hub", True)
+    assert spec("v1=search-r3-smollm2-135m") == ("search-r3-smollm2-135m", "v1", True)  # a short name
     # not a label: no path after '=', or a '/' before it
     assert spec("a=b") == ("a=b", "a=b", False)
     assert spec("runs/x=runs/rl")[0] == "runs/x=runs/rl"

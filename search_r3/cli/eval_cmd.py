@@ -22,6 +22,7 @@ from search_r3.cli.common import (
     show_progress,
 )
 from search_r3.errors import InvalidInputError, ModelLoadError
+from search_r3.pretrained import PRETRAINED_MODELS
 
 if TYPE_CHECKING:
     from search_r3.collections import Collection
@@ -54,7 +55,8 @@ With one --model the rows read "search-r3 (reasoning, N tokens)" and "search-r3 
 with several they read "LABEL: reasoning (N tokens)" and "LABEL: no reasoning", and baselines
 read "sentence-transformers: LABEL". LABEL is the folder's name for a local folder, else the
 value as given (a short name or Hub id); --model LABEL=PATH names a row yourself (split on the
-first '=' only when LABEL has no '/' and PATH exists or holds a '/' or starts with '.' or '~').
+first '=' only when LABEL has no '/' and PATH exists, holds a '/', starts with '.' or '~', or is a
+shipped model's short name).
 
 --mode dense (the default) ranks by cosine in numpy. Any other --mode list ranks every row
 through a hybrid Qdrant store in a temporary folder (the engine and calls of `search-r3 search`):
@@ -171,7 +173,7 @@ def parse_model_spec(value: str) -> ModelSpec:
         and not looks_like_path(label)
         and path
         and not Path(value).expanduser().exists()
-        and (Path(path).expanduser().exists() or looks_like_path(path))
+        and (Path(path).expanduser().exists() or looks_like_path(path) or path in PRETRAINED_MODELS)
     ):
         return ModelSpec(path=path, label=label, named=True)
     local = Path(value).expanduser()
