@@ -118,6 +118,39 @@ def model_card_systems(out: Path) -> Path:
     return _save(fig, out, "model-card-systems.svg")
 
 
+def model_v2_ablation(out: Path) -> Path:
+    """Recipe v2 against its ablation: nDCG@10 with reasoning on and off, dense and hybrid, with the
+    baselines of the same run (the model card's "Recipe v2" table)."""
+    rows = read_table("docs/model-card.md", "system", after="## Recipe v2")
+    score = {r["system"]: number(r["nDCG@10"]) for r in rows}
+    models = [("v2 (expansion reasoning)", "v2"), ("ablation (query-only reasoning)", "ablation")]
+    settings = [
+        "reasoning · dense",
+        "no reasoning · dense",
+        "reasoning · hybrid DBSF",
+        "no reasoning · hybrid DBSF",
+    ]
+    fig, ax = plt.subplots(figsize=(9, 4))
+    width = 0.38
+    for m, ((name, prefix), color) in enumerate(zip(models, (ORANGE, BLUE), strict=True)):
+        values = [
+            next(v for k, v in score.items() if k.startswith(prefix) and k.endswith(s)) for s in settings
+        ]
+        xs = [i + (m - 0.5) * width for i in range(len(settings))]
+        ax.bar(xs, values, width, label=name, color=color)
+        for x, v in zip(xs, values, strict=True):
+            ax.text(x, v + 0.005, f"{v:.3f}", ha="center", fontsize=8)
+    for name, style in (("BM25", "--"), ("sentence-transformers: all-MiniLM-L6-v2", ":")):
+        ax.axhline(
+            score[name], color=GREY, linestyle=style, label=f"{name.split(': ')[-1]} ({score[name]:.3f})"
+        )
+    ax.set_xticks(range(len(settings)), settings)
+    ax.set_ylim(0.3, 0.62)
+    ax.set_ylabel("nDCG@10, Cranfield test split")
+    ax.legend(fontsize=8, loc="upper left")
+    return _save(fig, out, "model-v2-ablation.svg")
+
+
 def document_throughput(out: Path) -> Path:
     """Document encoding tokens/s by method (benchmarks/README.md, "Document encoding")."""
     rows = read_table("benchmarks/README.md", "method", after="## Document encoding")
@@ -363,6 +396,7 @@ def _transpose(rows: list[dict[str, str]]) -> list[dict[str, str]]:
 
 PLOTS: dict[str, Callable[[Path], Path]] = {
     "model-card-systems.svg": model_card_systems,
+    "model-v2-ablation.svg": model_v2_ablation,
     "document-throughput.svg": document_throughput,
     "reasoning-batching.svg": reasoning_batching,
     "store-latency.svg": store_latency,
