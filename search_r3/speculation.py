@@ -106,3 +106,15 @@ def draft(
         out.append(guess)
         tokens.append(guess)
     return out
+
+
+#: Most tokens one check forward feeds, live rows' next tokens included (see ``draft_limit``).
+MAX_CHECKED_TOKENS = 24
+
+
+def draft_limit(rows: int, k: int, max_tokens: int = MAX_CHECKED_TOKENS) -> int:
+    """Most tokens each of ``rows`` live rows drafts in a step, given ``k`` for a lone row.
+
+    PLACEHOLDER: set from the measurement.
+    """
+    return max(0, min(k, (max_tokens - rows) // rows))
