@@ -14,7 +14,7 @@ Rows that are done leave the batch and the cache at once, so a batch costs what 
 cost: a long reasoning does not make the finished rows pay for every further step. The prompt
 head all rows share (chat template and system instruction) is computed once and copied.
 
-One row decoding greedily on its own drafts its next tokens by prompt lookup and checks them in
+Greedy rows on the slots backend draft their next tokens by prompt lookup and all are checked in
 one forward (``search_r3.speculation``): the same tokens in fewer forward passes.
 
 ``Decoder`` is the one implementation of these rules. ``reason_and_embed`` (and so
@@ -328,7 +328,8 @@ class SpeculationStats:
     """What prompt-lookup speculation did in a decoder (counters that only grow).
 
     Attributes:
-        forwards: Forward passes of a lone greedy row (with drafted tokens to check or not).
+        forwards: Row-steps where a greedy row drafted (whether or not a draft came out), counted
+            per row: a check forward of 3 rows that drafted counts 3.
         drafted: Tokens drafted (``search_r3.speculation.draft``).
         accepted: Drafted tokens that were the greedy pick, kept without a step of their own.
     """
@@ -344,7 +345,7 @@ class SpeculationStats:
 
     @property
     def tokens_per_forward(self) -> float:
-        """Tokens fed per forward of a lone row: its next token plus the accepted drafts."""
+        """Tokens per row-step that drafted: the row's next token plus its accepted drafts."""
         return (self.forwards + self.accepted) / self.forwards if self.forwards else 0.0
 
 
@@ -355,13 +356,14 @@ class Decoder:
     batch through it and ``search_r3.engine.QueryEngine`` admits rows while others decode.
     Not thread-safe: one thread drives a decoder.
 
-    Greedy decoding of one live row on the slots backend is *speculative* (prompt lookup, see
-    ``search_r3.speculation``): each step feeds the row's next token and up to
-    ``speculative_tokens`` drafted ones in one forward, keeps the drafted tokens the rules pick
-    anyway (greedy pick, banned tokens, budget, closing text and embed token) and cuts the cache
-    back past the first miss. The tokens and the embedding are those of one token per step; only
-    the number of forward passes changes. Several live rows, sampling, or ``speculative_tokens=0``
-    decode one token per row per step.
+    Greedy decoding on the slots backend is *speculative* (prompt lookup, see
+    ``search_r3.speculation``): each step feeds every live row its next token and the tokens it
+    drafted (up to ``speculative_tokens`` for a lone row, fewer per row as rows grow, see
+    ``speculation.draft_limit``) in one forward, each row keeps the drafted tokens the rules pick
+    anyway (greedy pick, banned tokens, budget, closing text and embed token) and is cut back
+    past its own first miss. The tokens and the embeddings are those of one token per step; only
+    the number of forward passes changes. Sampling, ``speculative_tokens=0``, a step where no
+    row drafts, or the transformers backend decode one token per row per step.
 
     Example:
         ```python
@@ -493,7 +495,8 @@ class Decoder:
         cannot check them). Forced rows and rows fed the embed token draft nothing; the number
         per row follows ``search_r3.speculation.draft_limit`` (fewer as rows grow)."""
         rules, rows = self.rules, self.rows
-        if not self.speculative_tokens or rules.sampling.do_sample or not hasattr(self.backend, "verify_rows"):
+        checks = hasattr(self.backend, "verify_rows")
+        if not self.speculative_tokens or rules.sampling.do_sample or not checks:
             return None
         k = draft_limit(len(rows), self.speculative_tokens)
         if k == 0:
@@ -524,9 +527,8 @@ class Decoder:
             if row.script is None and feed[j] != rules.embed_id
             for i in range(len(fed[j]))
         ]
-        banned = [
-            banned_next_tokens(rows[j].generated + drafts[j][:i], rules.no_repeat_ngram_size) for j, i in where
-        ]
+        size = rules.no_repeat_ngram_size
+        banned = [banned_next_tokens(rows[j].generated + drafts[j][:i], size) for j, i in where]
         flat = hidden[[j for j, _ in where], [i for _, i in where]] if where else hidden[:0, 0]
         flat_picks = self.backend.greedy(flat, banned) if where else []
         picks: dict[tuple[int, int], int] = dict(zip(where, flat_picks, strict=True))
@@ -632,8 +634,9 @@ def reason_and_embed(
         max_batch_size: Most rows decoding at once (default: all). The next prompts, in order,
             take the place of finished rows at once (on the transformers cache: once all are done).
         on_done: Called with the number of rows finished, after each step that finishes some.
-        speculative_tokens: Most tokens drafted per step by prompt lookup when one row decodes
-            greedily on the slots backend (see ``Decoder``); 0: off. The output is the same.
+        speculative_tokens: Most tokens a lone row drafts per step by prompt lookup when decoding
+            greedily on the slots backend (fewer per row with several rows, see ``Decoder``);
+            0: off. The output is the same.
 
     Example:
         ```python

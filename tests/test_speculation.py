@@ -23,7 +23,7 @@ from search_r3.engine import QueryEngine
 from search_r3.errors import InvalidInputError
 from search_r3.prompts import PromptBuilder
 from search_r3.slot_decoder import SlotDecoder
-from search_r3.speculation import draft
+from search_r3.speculation import draft, draft_limit
 
 QUERIES = ["which city hosts the Louvre?", "fruit", "how do plants turn light into sugar?"]
 
@@ -105,6 +105,15 @@ def test_speculation_keeps_tokens_and_embeddings_under_budgets(models, kind, bud
     assert len(on.generated_ids[0]) <= budget
     if kind != "varied" and budget >= 6:
         assert stats.accepted > 0  # drafts were checked and kept
+
+
+def test_rows_draft_fewer_tokens_each_as_rows_grow():
+    limits = [draft_limit(rows, 4) for rows in range(1, 33)]
+    assert limits[0] == 4  # a lone row drafts all it may
+    assert all(a >= b for a, b in itertools.pairwise(limits))
+    assert all(rows * (n + 1) <= 12 or n == 1 for rows, n in enumerate(limits, start=1))
+    assert min(limits) == 1  # every row still drafts its likeliest token
+    assert draft_limit(1, 2) == 2 and draft_limit(8, 0) == 0
 
 
 @pytest.mark.parametrize("kind", ["repeating", "runs", "varied"])
