@@ -100,8 +100,7 @@ class ReasoningEmbeddings:
         (``search_r3.speculation.draft_limit``: 1 each from 5 rows on); one forward checks every
         row's drafted tokens and each row keeps those greedy decoding picks anyway. The
         reasoning and the embedding are the same either way; only the number of forward passes
-        changes. A whole number >= 0, else
-        ``InvalidInputError``.
+        changes. A whole number >= 0, else ``InvalidInputError``.
 
         Example:
             ```python

@@ -352,3 +352,30 @@ def test_shipped_model_reasons_alike_with_and_without_speculation(dtype):
         assert on.reasoning == off.reasoning and on.forced.tolist() == off.forced.tolist()
         assert float(on.embeddings[0] @ off.embeddings[0]) >= (0.99999 if dtype == "float32" else 0.999)
     assert sum(s.accepted for s in stats) > 0
+
+
+@pytest.mark.slow
+def test_shipped_model_reasons_alike_with_several_rows_speculating():
+    from search_r3.demo import demo_queries
+
+    real = ReasoningEmbeddings.from_pretrained("search-r3-smollm2-135m", device="cpu", dtype="float32")
+    queries = list(demo_queries())[:6]
+    real.speculative_tokens = 0
+    off = real.encode_queries(queries, max_reasoning_tokens=48, show_progress_bar=False)
+    real.speculative_tokens = 4
+    stats = []
+    original = Decoder.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        stats.append(self.speculation)
+
+    Decoder.__init__ = init
+    try:
+        on = real.encode_queries(queries, max_reasoning_tokens=48, show_progress_bar=False)
+    finally:
+        Decoder.__init__ = original
+    assert on.reasoning == off.reasoning and on.forced.tolist() == off.forced.tolist()
+    cosine = torch.nn.functional.cosine_similarity(on.embeddings, off.embeddings, dim=-1)
+    assert float(cosine.min()) >= 0.99999
+    assert stats[0].accepted > 0  # six rows drafting one token each kept some
