@@ -376,6 +376,7 @@ def test_shipped_model_reasons_alike_with_several_rows_speculating():
     finally:
         Decoder.__init__ = original
     assert on.reasoning == off.reasoning and on.forced.tolist() == off.forced.tolist()
-    cosine = torch.nn.functional.cosine_similarity(on.embeddings, off.embeddings, dim=-1)
+    a, b = torch.as_tensor(on.embeddings), torch.as_tensor(off.embeddings)
+    cosine = torch.nn.functional.cosine_similarity(a, b, dim=-1)
     assert float(cosine.min()) >= 0.99999
     assert stats[0].accepted > 0  # six rows drafting one token each kept some
