@@ -303,7 +303,7 @@ def test_staggered_engine_arrivals_match_encode_queries_without_speculation(tiny
 
 
 def test_rows_decode_alike_with_a_decoder_driven_by_hand(models):
-    """Admitting a row while another speculates drops the pick it made ahead."""
+    """A row admitted while another speculates: the pick made ahead stays with its own row."""
     model_by_kind, builder = models
     model = model_by_kind["repeating"]
     rules = DecodeRules(embed_id=builder.embed_id, stop_ids=[builder.embed_id], forced_ids=builder.forced_ids)
