@@ -14,7 +14,7 @@ Rows that are done leave the batch and the cache at once, so a batch costs what 
 cost: a long reasoning does not make the finished rows pay for every further step. The prompt
 head all rows share (chat template and system instruction) is computed once and copied.
 
-One row decoding greedily on its own drafts its next tokens by prompt lookup and checks them in
+Greedy rows on the slots backend draft their next tokens by prompt lookup and all are checked in
 one forward (``search_r3.speculation``): the same tokens in fewer forward passes.
 
 ``Decoder`` is the one implementation of these rules. ``reason_and_embed`` (and so
@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from search_r3.pooling import backbone_of, pad_batch, position_ids_from_mask
 from search_r3.settings import check_count
-from search_r3.speculation import DEFAULT_SPECULATIVE_TOKENS, draft
+from search_r3.speculation import DEFAULT_SPECULATIVE_TOKENS, draft, draft_limit
 
 
 def _cache_keyword(backbone: Any) -> str:
@@ -328,7 +328,8 @@ class SpeculationStats:
     """What prompt-lookup speculation did in a decoder (counters that only grow).
 
     Attributes:
-        forwards: Forward passes of a lone greedy row (with drafted tokens to check or not).
+        forwards: Row-steps where a greedy row drafted (whether or not a draft came out), counted
+            per row: a check forward of 3 rows that drafted counts 3.
         drafted: Tokens drafted (``search_r3.speculation.draft``).
         accepted: Drafted tokens that were the greedy pick, kept without a step of their own.
     """
@@ -344,7 +345,7 @@ class SpeculationStats:
 
     @property
     def tokens_per_forward(self) -> float:
-        """Tokens fed per forward of a lone row: its next token plus the accepted drafts."""
+        """Tokens per row-step that drafted: the row's next token plus its accepted drafts."""
         return (self.forwards + self.accepted) / self.forwards if self.forwards else 0.0
 
 
@@ -355,13 +356,14 @@ class Decoder:
     batch through it and ``search_r3.engine.QueryEngine`` admits rows while others decode.
     Not thread-safe: one thread drives a decoder.
 
-    Greedy decoding of one live row on the slots backend is *speculative* (prompt lookup, see
-    ``search_r3.speculation``): each step feeds the row's next token and up to
-    ``speculative_tokens`` drafted ones in one forward, keeps the drafted tokens the rules pick
-    anyway (greedy pick, banned tokens, budget, closing text and embed token) and cuts the cache
-    back past the first miss. The tokens and the embedding are those of one token per step; only
-    the number of forward passes changes. Several live rows, sampling, or ``speculative_tokens=0``
-    decode one token per row per step.
+    Greedy decoding on the slots backend is *speculative* (prompt lookup, see
+    ``search_r3.speculation``): each step feeds every live row its next token and the tokens it
+    drafted (up to ``speculative_tokens`` for a lone row, fewer per row as rows grow, see
+    ``speculation.draft_limit``) in one forward, each row keeps the drafted tokens the rules pick
+    anyway (greedy pick, banned tokens, budget, closing text and embed token) and is cut back
+    past its own first miss. The tokens and the embeddings are those of one token per step; only
+    the number of forward passes changes. Sampling, ``speculative_tokens=0``, a step where no
+    row drafts, or the transformers backend decode one token per row per step.
 
     Example:
         ```python
@@ -390,7 +392,7 @@ class Decoder:
         self.rows: list[DecodeRow] = []
         self.last: torch.Tensor | None = None  # hidden state after each live row's last token
         self.speculation = SpeculationStats()
-        self._known: tuple[DecodeRow, int] | None = None  # the one live row's next greedy pick
+        self._known: dict[int, int] = {}  # id(row) -> its next greedy pick, from a check forward
 
     @property
     def can_admit(self) -> bool:
@@ -416,17 +418,16 @@ class Decoder:
             raise
         self.rows += rows
         self.last = hidden if self.last is None else torch.cat([self.last, hidden])
-        self._known = None
 
     def reset(self) -> None:
         """Drop every live row (after a failure)."""
         self.backend.keep([])
-        self.rows, self.last, self._known = [], None, None
+        self.rows, self.last, self._known = [], None, {}
 
     def step(self) -> list[DecodeRow]:
         """Feed every live row its next token; returns the rows that finished (embedding set)."""
         rows, rules = self.rows, self.rules
-        known, self._known = self._known, None
+        known, self._known = self._known, {}
         if not rows:
             return []
         if all(row.script is not None for row in rows):
@@ -441,10 +442,9 @@ class Decoder:
             if row.script is None and len(row.generated) >= row.max_new_tokens:
                 row.forced, row.script = True, list(rules.forced_ids)
         picking = [j for j, row in enumerate(rows) if row.script is None]
-        choice: dict[int, int] = {}
-        if picking == [0] and known is not None and known[0] is rows[0]:
-            choice = {0: known[1]}  # picked by the last speculative step
-        elif picking:
+        choice = {j: known[id(rows[j])] for j in picking if id(rows[j]) in known}  # a check forward's
+        picking = [j for j in picking if j not in choice]
+        if picking:
             assert self.last is not None
             hidden = self.last if len(picking) == len(rows) else self.last[picking]
             banned = [banned_next_tokens(rows[j].generated, rules.no_repeat_ngram_size) for j in picking]
@@ -457,7 +457,7 @@ class Decoder:
                     if ids:
                         logits[i, ids] = float("-inf")
                 picks = _pick(logits, rules.sampling, self.generator).tolist()
-            choice = dict(zip(picking, picks, strict=True))
+            choice.update(zip(picking, picks, strict=True))
 
         closing = rules.closing_ids
         feed: list[int] = []
@@ -474,14 +474,9 @@ class Decoder:
                 if closing and row.generated[-len(closing) :] == closing:
                     row.script = [rules.embed_id]  # the row wrote the closing text: the token comes next
             feed.append(token)
-        if self._speculates(feed):
-            row = rows[0]
-            guesses = draft(
-                list(row.prompt) + row.generated, len(row.prompt), self.speculative_tokens, rules.forced_ids
-            )
-            self.speculation.forwards += 1
-            if guesses:
-                return self._speculative_step(row, feed[0], guesses)
+        drafts = self._drafts(feed)
+        if drafts:
+            return self._speculative_step(feed, drafts)
         hidden = self.backend.step(feed)
         done = [j for j, token in enumerate(feed) if token == rules.embed_id]
         for j in done:
@@ -494,58 +489,98 @@ class Decoder:
         self.last = hidden
         return [rows[j] for j in done]
 
-    def _speculates(self, feed: list[int]) -> bool:
-        """Whether this step feeds the one live row drafted tokens after ``feed``."""
-        return (
-            self.speculative_tokens > 0
-            and len(feed) == 1
-            and feed[0] != self.rules.embed_id
-            and not self.rows[0].forced
-            and not self.rules.sampling.do_sample
-            and hasattr(self.backend, "verify")
-        )
+    def _drafts(self, feed: list[int]) -> list[list[int]] | None:
+        """Each live row's drafted tokens after ``feed`` (empty for rows that draft none), or None
+        when this step is a plain one (speculation off, sampling, no drafts, or a backend that
+        cannot check them). Forced rows and rows fed the embed token draft nothing; the number
+        per row follows ``search_r3.speculation.draft_limit`` (fewer as rows grow)."""
+        rules, rows = self.rules, self.rows
+        checks = hasattr(self.backend, "verify_rows")
+        if not self.speculative_tokens or rules.sampling.do_sample or not checks:
+            return None
+        k = draft_limit(len(rows), self.speculative_tokens)
+        if k == 0:
+            return None
+        drafts: list[list[int]] = []
+        for row, token in zip(rows, feed, strict=True):
+            if token == rules.embed_id or row.forced:
+                drafts.append([])
+                continue
+            self.speculation.forwards += 1
+            drafts.append(draft(list(row.prompt) + row.generated, len(row.prompt), k, rules.forced_ids))
+        return drafts if any(drafts) else None
 
-    def _speculative_step(self, row: DecodeRow, token: int, guesses: list[int]) -> list[DecodeRow]:
-        """Feed the one live row ``token`` and the drafted ``guesses`` in one forward; keep the
-        guesses the rules pick anyway. Returns ``[row]`` if it finished (embed token fed), else ``[]``."""
-        rules = self.rules
-        start = self.backend.lengths[0]
-        fed = [token, *guesses]
-        hidden = self.backend.verify(fed)  # (len(fed), hidden): the state after each fed token
-        # The pick after fed[i] assumes guesses[:i] were kept: only read along the kept prefix.
-        banned = [
-            banned_next_tokens(row.generated + guesses[:i], rules.no_repeat_ngram_size)
-            for i in range(len(fed))
+    def _speculative_step(self, feed: list[int], drafts: list[list[int]]) -> list[DecodeRow]:
+        """Feed every live row its ``feed`` token and its drafted tokens in one forward; each
+        row keeps the drafted tokens the rules pick anyway (greedy pick, banned tokens, budget,
+        closing text and embed token) and is cut back past its first miss. Returns the rows that
+        finished (embed token fed)."""
+        rules, rows = self.rules, self.rows
+        starts = list(self.backend.lengths)
+        fed = [[token, *guesses] for token, guesses in zip(feed, drafts, strict=True)]
+        hidden = self.backend.verify_rows(fed)  # (rows, longest, hidden): the state after each
+        # The pick after fed[j][i] assumes drafts[j][:i] were kept: only read along the kept
+        # prefix. Picks are needed for the rows still picking (not fed their script).
+        where = [
+            (j, i)
+            for j, row in enumerate(rows)
+            if row.script is None and feed[j] != rules.embed_id
+            for i in range(len(fed[j]))
         ]
-        picks = self.backend.greedy(hidden, banned)
-        used, done = 0, False
+        size = rules.no_repeat_ngram_size
+        banned = [banned_next_tokens(rows[j].generated + drafts[j][:i], size) for j, i in where]
+        flat = hidden[[j for j, _ in where], [i for _, i in where]] if where else hidden[:0, 0]
+        flat_picks = self.backend.greedy(flat, banned) if where else []
+        picks: dict[tuple[int, int], int] = dict(zip(where, flat_picks, strict=True))
+        finished, keep, used_by_row = [], [], []
+        for j, row in enumerate(rows):
+            used, done = self._accept(row, drafts[j], [picks.get((j, i)) for i in range(len(fed[j]))])
+            done = done or feed[j] == rules.embed_id
+            used_by_row.append(used)
+            if done:
+                self._finish(row, hidden[j, used])
+                finished.append(row)
+            else:
+                keep.append(j)
+        self.backend.truncate([start + 1 + used for start, used in zip(starts, used_by_row, strict=True)])
+        self.speculation.drafted += sum(len(guesses) for guesses in drafts)
+        self.speculation.accepted += sum(used_by_row)
+        if finished:
+            self.backend.keep(keep)
+            self.rows = [rows[j] for j in keep]
+        if not keep:
+            self.last = None
+            return finished
+        index = torch.tensor(keep, device=hidden.device)
+        self.last = hidden[index, torch.tensor([used_by_row[j] for j in keep], device=hidden.device)]
+        for j in keep:
+            row, pick = rows[j], picks.get((j, used_by_row[j]))
+            if row.script is None and pick is not None:  # picked under the row's state now
+                self._known[id(row)] = pick
+        return finished
+
+    def _accept(self, row: DecodeRow, guesses: list[int], picks: list[int | None]) -> tuple[int, bool]:
+        """Keep the longest prefix of ``guesses`` the rules pick anyway after the row's fed
+        token; ``picks[i]`` is the greedy pick after ``i`` kept guesses. Returns (guesses kept,
+        whether the embed token was among them)."""
+        rules = self.rules
+        used = 0
         for i, guess in enumerate(guesses):
             if row.script is not None:  # the row wrote the closing text: the embed token is next
                 if guess != row.script[0]:
                     break
                 row.script.pop(0)
-                used, done = used + 1, guess == rules.embed_id
-                break
-            if len(row.generated) >= row.max_new_tokens or picks[i] in rules.stop or picks[i] != guess:
+                return used + 1, guess == rules.embed_id
+            pick = picks[i]
+            if len(row.generated) >= row.max_new_tokens or pick in rules.stop or pick != guess:
                 break  # a miss, or a rule the next step applies (forcing)
             row.generated.append(guess)
             used += 1
             if guess == rules.embed_id:  # the row emitted the token itself
-                done = True
-                break
+                return used, True
             if rules.closing_ids and row.generated[-len(rules.closing_ids) :] == rules.closing_ids:
                 row.script = [rules.embed_id]
-        self.backend.truncate([start + 1 + used])
-        self.speculation.drafted += len(guesses)
-        self.speculation.accepted += used
-        if done:
-            self._finish(row, hidden[used])
-            self.reset()
-            return [row]
-        self.last = hidden[used : used + 1]
-        if row.script is None:  # picked under the row's state now: the next step's token
-            self._known = (row, picks[used])
-        return []
+        return used, False
 
     def _finish(self, row: DecodeRow, hidden: torch.Tensor) -> None:
         vector = hidden.float().unsqueeze(0)
@@ -599,8 +634,9 @@ def reason_and_embed(
         max_batch_size: Most rows decoding at once (default: all). The next prompts, in order,
             take the place of finished rows at once (on the transformers cache: once all are done).
         on_done: Called with the number of rows finished, after each step that finishes some.
-        speculative_tokens: Most tokens drafted per step by prompt lookup when one row decodes
-            greedily on the slots backend (see ``Decoder``); 0: off. The output is the same.
+        speculative_tokens: Most tokens a lone row drafts per step by prompt lookup when decoding
+            greedily on the slots backend (fewer per row with several rows, see ``Decoder``);
+            0: off. The output is the same.
 
     Example:
         ```python

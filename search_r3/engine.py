@@ -5,9 +5,9 @@ arrived since the last step (up to ``max_batch_size`` live rows), feeds every li
 and resolves the futures of the rows that emitted the embed token (or were forced at their
 budget). A query therefore waits at most one decoding step to start, and a long reasoning never
 holds back the short ones decoding beside it. Queries with reasoning off take no decoding slot:
-they are embedded in one forward pass at the next step. While one query decodes alone, its steps
-are speculative (drafted tokens checked in one forward, ``ReasoningEmbeddings.speculative_tokens``):
-same tokens, fewer forwards.
+they are embedded in one forward pass at the next step. The steps are speculative: each live
+row drafts its next tokens and one forward checks them all (``ReasoningEmbeddings.speculative_tokens``
+for a lone row, fewer per row as rows grow): same tokens, fewer forwards.
 
 The rules are those of ``ReasoningEmbeddings.encode_queries`` (same decoder, same prompts), so a
 query gets the same reasoning and, up to float rounding, the same vector either way. Greedy only.

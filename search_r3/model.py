@@ -95,11 +95,12 @@ class ReasoningEmbeddings:
     def speculative_tokens(self) -> int:
         """Most tokens drafted per decoding step by prompt lookup (``search_r3.speculation``); 0: off.
 
-        Used when one query decodes greedily on the slots backend (``encode_queries`` of one
-        query, or a ``QueryEngine`` with one query live): one forward checks the drafted tokens
-        and keeps those greedy decoding picks anyway. The reasoning and the embedding are the
-        same either way; only the number of forward passes changes. A whole number >= 0, else
-        ``InvalidInputError``.
+        Used when queries decode greedily on the slots backend (``encode_queries``, a
+        ``QueryEngine``): a lone row drafts up to this many, several rows fewer each
+        (``search_r3.speculation.draft_limit``: 1 each from 5 rows on); one forward checks every
+        row's drafted tokens and each row keeps those greedy decoding picks anyway. The
+        reasoning and the embedding are the same either way; only the number of forward passes
+        changes. A whole number >= 0, else ``InvalidInputError``.
 
         Example:
             ```python

@@ -421,6 +421,30 @@ class SlotDecoder:
         self.lengths = [position + len(tokens)]
         return hidden
 
+    def verify_rows(self, scripts: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Feed each live row its own tokens (one or more); returns the state after each,
+        ``(rows, longest, hidden)``, right-padded (the states past a row's own tokens are not
+        meaningful).
+
+        Several rows' drafted tokens checked in one forward (``search_r3.speculation``): the
+        projections run on the fed tokens only, so a forward costs what its tokens cost, not
+        rows times the longest script. Follow it with ``truncate`` to drop what is not kept.
+        """
+        scripts = [[int(t) for t in s] for s in scripts]
+        if len(scripts) != self.size or any(not s for s in scripts):
+            raise ValueError("verify_rows takes one non-empty list of tokens per live row.")
+        if self.size == 1:
+            return self.verify(scripts[0]).unsqueeze(0)
+        width = max(len(s) for s in scripts)
+        ids = torch.zeros(len(scripts), width, dtype=torch.long)
+        for j, script in enumerate(scripts):
+            ids[j, : len(script)] = torch.tensor(script, dtype=torch.long)
+        self._reserve(self.size, max(self.lengths) + width)
+        counts = [len(s) for s in scripts]
+        hidden = self._forward(ids.to(self.w.device), list(self.lengths), 0, counts)
+        self.lengths = [n + c for n, c in zip(self.lengths, counts, strict=True)]
+        return hidden
+
     def truncate(self, lengths: Sequence[int]) -> None:
         """Cut live rows back to ``lengths`` stored tokens (no longer than now).
 
@@ -512,11 +536,15 @@ class SlotDecoder:
             x = layer.down.add(layer.act(gate).mul_(up), x)
         return F.rms_norm(x, (w.hidden,), *w.final_rms)
 
-    def _forward(self, ids: torch.Tensor, starts: list[int], first: int) -> torch.Tensor:
+    def _forward(
+        self, ids: torch.Tensor, starts: list[int], first: int, counts: list[int] | None = None
+    ) -> torch.Tensor:
         """Run ``ids`` (rows, width) for the rows in slots ``first..``, written from ``starts``.
 
         Row ``j``'s tokens take positions ``starts[j]..``; each attends to its own slot's keys
-        up to its own position. Returns the final-norm hidden states ``(rows, width, hidden)``.
+        up to its own position. With ``counts``, only the first ``counts[j]`` tokens of row ``j``
+        are real: the norms and projections run on those alone (attention, which costs little,
+        runs right-padded). Returns the final-norm hidden states ``(rows, width, hidden)``.
         """
         w = self.w
         rows, width = ids.shape
@@ -529,12 +557,24 @@ class SlotDecoder:
         else:
             keys_at = torch.arange(span, device=device)
             mask = (keys_at.view(1, 1, span) <= positions.unsqueeze(2)).unsqueeze(1)
+        real = None  # flat indices of the real tokens, when some rows are padded
+        if counts is not None and min(counts) < width:
+            real = (torch.arange(width).unsqueeze(0) < torch.tensor(counts).unsqueeze(1)).view(-1)
+            real = real.nonzero().squeeze(1).to(device)
         x = w.embed(ids)
         cos, sin = w.rotary(x, positions)
+        x = x.view(rows * width, w.hidden) if real is None else x.view(rows * width, w.hidden)[real]
         slot_index = torch.arange(first, first + rows, device=device)
+        slot_rows = slot_index.unsqueeze(1).expand(rows, width)
         for layer, k_store, v_store in zip(w.layers, self.keys, self.values, strict=True):
-            h = layer.input_norm(x).reshape(rows * width, w.hidden)
-            q, k, v = layer.qkv(h)
+            h = layer.input_norm(x)
+            if real is None:
+                q, k, v = layer.qkv(h)
+            else:
+                joint = layer.qkv.joint(h)
+                full = joint.new_zeros(rows * width, joint.shape[1])
+                full[real] = joint
+                q, k, v = full.split(layer.qkv.sizes, dim=-1)
             q = q.view(rows, width, w.heads, w.head_dim).transpose(1, 2)
             k = k.view(rows, width, w.kv_heads, w.head_dim).transpose(1, 2)
             v = v.view(rows, width, w.kv_heads, w.head_dim).transpose(1, 2)
@@ -546,10 +586,12 @@ class SlotDecoder:
                 else:
                     k_store[slot_index, :, start] = k[:, :, 0]
                     v_store[slot_index, :, start] = v[:, :, 0]
-            else:
-                for j, s in enumerate(starts):
-                    k_store[first + j, :, s : s + width] = k[j]
-                    v_store[first + j, :, s : s + width] = v[j]
+            elif rows == 1:
+                k_store[first, :, starts[0] : span] = k[0]
+                v_store[first, :, starts[0] : span] = v[0]
+            else:  # every row's tokens in one write (a padded row's extra positions are never read)
+                k_store[slot_rows, :, positions] = k.transpose(1, 2)
+                v_store[slot_rows, :, positions] = v.transpose(1, 2)
             attn = F.scaled_dot_product_attention(
                 q,
                 k_store[first : first + rows, :, :span],
@@ -559,8 +601,13 @@ class SlotDecoder:
                 enable_gqa=w.heads != w.kv_heads,
             )
             attn = attn.transpose(1, 2).reshape(rows * width, w.heads * w.head_dim)
-            x = x + layer.o(attn)[0].view(rows, width, w.hidden)
-            h = layer.post_norm(x).reshape(rows * width, w.hidden)
+            x = x + layer.o(attn if real is None else attn[real])[0]
+            h = layer.post_norm(x)
             gate, up = layer.gate_up(h)
-            x = x + layer.down(layer.act(gate) * up)[0].view(rows, width, w.hidden)
-        return w.norm(x)
+            x = x + layer.down(layer.act(gate) * up)[0]
+        x = w.norm(x)
+        if real is not None:
+            full = x.new_zeros(rows * width, w.hidden)
+            full[real] = x
+            x = full
+        return x.view(rows, width, w.hidden)

@@ -17,13 +17,13 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from search_r3 import ReasoningEmbeddings, SearchR3Settings
+from search_r3 import ReasoningEmbeddings, SearchR3Settings, decoding
 from search_r3.decoding import Decoder, DecodeRow, DecodeRules, reason_and_embed
 from search_r3.engine import QueryEngine
 from search_r3.errors import InvalidInputError
 from search_r3.prompts import PromptBuilder
 from search_r3.slot_decoder import SlotDecoder
-from search_r3.speculation import draft
+from search_r3.speculation import draft, draft_limit
 
 QUERIES = ["which city hosts the Louvre?", "fruit", "how do plants turn light into sugar?"]
 
@@ -107,6 +107,15 @@ def test_speculation_keeps_tokens_and_embeddings_under_budgets(models, kind, bud
         assert stats.accepted > 0  # drafts were checked and kept
 
 
+def test_rows_draft_fewer_tokens_each_as_rows_grow():
+    limits = [draft_limit(rows, 4) for rows in range(1, 33)]
+    assert limits[0] == 4  # a lone row drafts all it may
+    assert all(a >= b for a, b in itertools.pairwise(limits))
+    assert all(rows * (n + 1) <= 12 or n == 1 for rows, n in enumerate(limits, start=1))
+    assert min(limits) == 1  # every row still drafts its likeliest token
+    assert draft_limit(1, 2) == 2 and draft_limit(8, 0) == 0
+
+
 @pytest.mark.parametrize("kind", ["repeating", "runs", "varied"])
 def test_banned_tokens_apply_at_every_drafted_position(models, kind):
     model_by_kind, builder = models
@@ -184,15 +193,56 @@ def test_a_stop_or_the_embed_token_picked_inside_a_draft(models):
     assert ("step", [switch]) not in fed
 
 
-def test_several_rows_keep_the_one_token_step(models):
+@pytest.fixture
+def kept_with_rows(monkeypatch):
+    """Every row draft (whatever the row count) and log (live rows, drafts kept) per checked row."""
+    monkeypatch.setattr(decoding, "draft_limit", lambda rows, k: k)
+    log = []
+    original = Decoder._accept
+
+    def accept(self, row, guesses, picks):
+        used, done = original(self, row, guesses, picks)
+        log.append((len(self.rows), used))
+        return used, done
+
+    monkeypatch.setattr(Decoder, "_accept", accept)
+    return log
+
+
+@pytest.mark.parametrize("kind", ["repeating", "runs", "varied"])
+@pytest.mark.parametrize("budget", [2, 5, 10, 16])
+@pytest.mark.parametrize("batch", [2, 3])
+def test_several_rows_speculate_alike(models, kept_with_rows, kind, budget, batch):
+    """Rows of different prompts (finishing at different steps) drafting together, each checked
+    and cut back on its own, give what one token per row per step gives."""
     model_by_kind, builder = models
-    prompts = [builder.reasoning_prompt_ids(q) for q in QUERIES]
-    for kind, model in model_by_kind.items():
-        off, _ = _decode(model, builder, prompts, 10, 0, max_batch_size=2)
-        on, stats = _decode(model, builder, prompts, 10, 4, max_batch_size=2)
+    prompts = [builder.reasoning_prompt_ids(q) for q in QUERIES * 2]
+    accepted = []
+    for ngram in (0, 2):  # with bans, at every drafted position of every row
+        options = {"max_batch_size": batch, "no_repeat_ngram_size": ngram}
+        off, _ = _decode(model_by_kind[kind], builder, prompts, budget, 0, **options)
+        on, stats = _decode(model_by_kind[kind], builder, prompts, budget, 4, **options)
         _assert_same(on, off)
-        if kind != "varied":
-            assert stats.accepted > 0  # the last row, alone, speculated
+        accepted.append(stats.accepted)
+    if kind != "varied" and budget >= 5:
+        assert any(rows > 1 and used > 0 for rows, used in kept_with_rows)  # kept with others live
+        assert accepted[0] > 0
+
+
+def test_rows_ending_in_one_check_forward_leave_the_others_decoding(models, kept_with_rows):
+    """Rows that end with different closing sequences and budgets: some finish inside a check
+    forward (the embed token drafted and kept) while the others go on, cut back each its own way."""
+    model_by_kind, builder = models
+    model = model_by_kind["repeating"]
+    prompts = [builder.reasoning_prompt_ids(q) for q in QUERIES]
+    firsts = [_decode(model, builder, [p], 1, 0)[0].generated_ids[0][0] for p in prompts]
+    x = firsts[1]
+    options = {"closing_ids": [x, x], "forced_ids": [x, x, builder.embed_id]}
+    off, _ = _decode(model, builder, prompts, 12, 0, **options)
+    on, stats = _decode(model, builder, prompts, 12, 4, **options)
+    _assert_same(on, off)
+    assert on.generated_ids[1] == [x, x] and stats.accepted > 0
+    assert any(rows == len(prompts) and used > 0 for rows, used in kept_with_rows)
 
 
 def test_rollback_reads_nothing_stale(models):
@@ -230,27 +280,30 @@ def test_a_bad_setting_is_a_one_line_error(models, tiny_embeddings, bad):
     assert tiny_embeddings.speculative_tokens == before
 
 
-def test_staggered_engine_arrivals_match_encode_queries_without_speculation(tiny_llama_dir):
-    emb = ReasoningEmbeddings.from_pretrained(tiny_llama_dir, device="cpu", max_reasoning_tokens=12)
+def test_staggered_engine_arrivals_match_encode_queries_without_speculation(tiny_llama_dir, kept_with_rows):
+    emb = ReasoningEmbeddings.from_pretrained(tiny_llama_dir, device="cpu", max_reasoning_tokens=40)
     emb.decode_backend = "slots"
     emb.speculative_tokens = 0
     alone = [emb.encode_queries([q], show_progress_bar=False) for q in QUERIES]
     emb.speculative_tokens = 4
     with QueryEngine(emb, max_batch_size=4) as engine:
         futures = []
-        for q in QUERIES:  # the first decodes alone for a while, then others join it
+        for i, q in enumerate(QUERIES):  # the first decodes alone for a step, then others join it
             futures.append(engine.submit(q))
-            time.sleep(0.05)
+            deadline = time.monotonic() + 30
+            while engine.stats.steps <= i and time.monotonic() < deadline:
+                time.sleep(0.0005)
         results = [f.result(timeout=60) for f in futures]
         accepted = engine._decoder.speculation.accepted
     for got, want in zip(results, alone, strict=True):
         assert got.reasoning == want.reasoning and got.forced.tolist() == want.forced.tolist()
         assert float(got.embeddings[0] @ want.embeddings[0]) >= 0.99999
     assert accepted > 0
+    assert any(rows > 1 and used > 0 for rows, used in kept_with_rows)  # rows joined speculating ones
 
 
 def test_rows_decode_alike_with_a_decoder_driven_by_hand(models):
-    """Admitting a row while another speculates drops the pick it made ahead."""
+    """A row admitted while another speculates: the pick made ahead stays with its own row."""
     model_by_kind, builder = models
     model = model_by_kind["repeating"]
     rules = DecodeRules(embed_id=builder.embed_id, stop_ids=[builder.embed_id], forced_ids=builder.forced_ids)
@@ -299,3 +352,31 @@ def test_shipped_model_reasons_alike_with_and_without_speculation(dtype):
         assert on.reasoning == off.reasoning and on.forced.tolist() == off.forced.tolist()
         assert float(on.embeddings[0] @ off.embeddings[0]) >= (0.99999 if dtype == "float32" else 0.999)
     assert sum(s.accepted for s in stats) > 0
+
+
+@pytest.mark.slow
+def test_shipped_model_reasons_alike_with_several_rows_speculating():
+    from search_r3.demo import demo_queries
+
+    real = ReasoningEmbeddings.from_pretrained("search-r3-smollm2-135m", device="cpu", dtype="float32")
+    queries = list(demo_queries())[:6]
+    real.speculative_tokens = 0
+    off = real.encode_queries(queries, max_reasoning_tokens=48, show_progress_bar=False)
+    real.speculative_tokens = 4
+    stats = []
+    original = Decoder.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        stats.append(self.speculation)
+
+    Decoder.__init__ = init
+    try:
+        on = real.encode_queries(queries, max_reasoning_tokens=48, show_progress_bar=False)
+    finally:
+        Decoder.__init__ = original
+    assert on.reasoning == off.reasoning and on.forced.tolist() == off.forced.tolist()
+    a, b = torch.as_tensor(on.embeddings), torch.as_tensor(off.embeddings)
+    cosine = torch.nn.functional.cosine_similarity(a, b, dim=-1)
+    assert float(cosine.min()) >= 0.99999
+    assert stats[0].accepted > 0  # six rows drafting one token each kept some
