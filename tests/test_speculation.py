@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -42,9 +44,10 @@ def models(tiny_llama_dir):
     return found, PromptBuilder(tokenizer, SearchR3Settings())
 
 
-def _decode(model, builder, prompts, budget, k, **options):
-    """``reason_and_embed`` with ``k`` speculative tokens; returns (result, speculation stats)."""
-    stats = []
+@contextmanager
+def _speculation_stats() -> Iterator[list]:
+    """Collects the ``SpeculationStats`` of every ``Decoder`` made while the block runs."""
+    stats: list = []
     original = Decoder.__init__
 
     def init(self, *args, **kwargs):
@@ -53,6 +56,14 @@ def _decode(model, builder, prompts, budget, k, **options):
 
     Decoder.__init__ = init
     try:
+        yield stats
+    finally:
+        Decoder.__init__ = original
+
+
+def _decode(model, builder, prompts, budget, k, **options):
+    """``reason_and_embed`` with ``k`` speculative tokens; returns (result, speculation stats)."""
+    with _speculation_stats() as stats:
         defaults = {
             "embed_id": builder.embed_id,
             "stop_ids": [builder.embed_id, builder.tokenizer.eos_token_id],
@@ -67,8 +78,6 @@ def _decode(model, builder, prompts, budget, k, **options):
             backend="slots",
             **{**defaults, **options},
         )
-    finally:
-        Decoder.__init__ = original
     return out, stats[0]
 
 
@@ -334,21 +343,13 @@ def test_shipped_model_reasons_alike_with_and_without_speculation(dtype):
 
     real = ReasoningEmbeddings.from_pretrained("search-r3-smollm2-135m", device="cpu", dtype=dtype)
     stats = []
-    original = Decoder.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        stats.append(self.speculation)
-
     for query in demo_queries():
         real.speculative_tokens = 0
         off = real.encode_queries([query], max_reasoning_tokens=48, show_progress_bar=False)
         real.speculative_tokens = 4
-        Decoder.__init__ = init
-        try:
+        with _speculation_stats() as made:
             on = real.encode_queries([query], max_reasoning_tokens=48, show_progress_bar=False)
-        finally:
-            Decoder.__init__ = original
+        stats += made
         assert on.reasoning == off.reasoning and on.forced.tolist() == off.forced.tolist()
         assert float(on.embeddings[0] @ off.embeddings[0]) >= (0.99999 if dtype == "float32" else 0.999)
     assert sum(s.accepted for s in stats) > 0
@@ -363,18 +364,8 @@ def test_shipped_model_reasons_alike_with_several_rows_speculating():
     real.speculative_tokens = 0
     off = real.encode_queries(queries, max_reasoning_tokens=48, show_progress_bar=False)
     real.speculative_tokens = 4
-    stats = []
-    original = Decoder.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        stats.append(self.speculation)
-
-    Decoder.__init__ = init
-    try:
+    with _speculation_stats() as stats:
         on = real.encode_queries(queries, max_reasoning_tokens=48, show_progress_bar=False)
-    finally:
-        Decoder.__init__ = original
     assert on.reasoning == off.reasoning and on.forced.tolist() == off.forced.tolist()
     a, b = torch.as_tensor(on.embeddings), torch.as_tensor(off.embeddings)
     cosine = torch.nn.functional.cosine_similarity(a, b, dim=-1)
