@@ -134,7 +134,8 @@ def model_v2_ablation(out: Path) -> Path:
     width = 0.38
     for m, ((name, prefix), color) in enumerate(zip(models, (ORANGE, BLUE), strict=True)):
         values = [
-            next(v for k, v in score.items() if k.startswith(prefix) and k.endswith(s)) for s in settings
+            next(v for k, v in score.items() if k.startswith(prefix) and k.endswith(f": {s}"))
+            for s in settings
         ]
         xs = [i + (m - 0.5) * width for i in range(len(settings))]
         ax.bar(xs, values, width, label=name, color=color)
