@@ -47,8 +47,9 @@ def _after(tokens: Sequence[int], source: Sequence[int], n: int) -> int | None:
     if len(tokens) < n:
         return None
     tail = list(tokens[len(tokens) - n :])
-    stop = len(tokens) - n if source is tokens else len(source) - n  # leave a token after it
-    for i in range(min(stop, len(source) - n) - 1, -1, -1):
+    # the last start is len(source) - n - 1: a token must follow the match (which also leaves
+    # out the tail's own place when ``source`` is ``tokens``)
+    for i in range(len(source) - n - 1, -1, -1):
         if source[i + n - 1] == tail[-1] and list(source[i : i + n]) == tail:
             return int(source[i + n])
     return None
