@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_server.py                                  # shipped model
     .venv/bin/python benchmarks/bench_server.py --requests 500 --concurrency 16 --baseline-time-limit 300
+    .venv/bin/python benchmarks/bench_server.py --threads 1                      # one engine thread
     .venv/bin/python benchmarks/bench_server.py --model ./tiny-model --requests 200   # any model folder
 
 Each phase starts the real command (`python -m search_r3.cli.main serve`) in a subprocess on a
@@ -80,7 +81,7 @@ def start_server(args: argparse.Namespace, batch: int, port: int) -> subprocess.
     command += ["--log-level", "warning"]
     if args.max_reasoning_tokens is not None:
         command += ["--max-reasoning-tokens", str(args.max_reasoning_tokens)]
-    command += ["--max-pending", str(10 * args.concurrency)]
+    command += ["--max-pending", str(10 * args.concurrency), "--threads", str(args.threads)]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     process = subprocess.Popen(command, env=env)
     deadline = time.monotonic() + 600
@@ -171,7 +172,12 @@ def main() -> None:
     parser.add_argument(
         "--baseline-time-limit", type=float, default=300, help="seconds of the one-at-a-time phase (300)"
     )
-    parser.add_argument("--threads", type=int, default=1, help="server's OMP/torch threads (default 1)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="the server's --threads: its engine thread's CPU threads (default: the cores, as serve's)",
+    )
     args = parser.parse_args()
 
     base, source = queries(args.requests)
@@ -180,7 +186,8 @@ def main() -> None:
     print(machine_line())
     budget = args.max_reasoning_tokens or "the model's"
     print(
-        f"model {args.model} ({args.dtype}), {args.concurrency} clients, budget {budget} tokens, "
+        f"model {args.model} ({args.dtype}, serve --threads {args.threads}), {args.concurrency} clients, "
+        f"budget {budget} tokens, "
         f"{args.requests} requests per phase, at most {args.baseline_time_limit:g} s one at a time and "
         f"{args.time_limit:g} s batched; queries: {source}",
         flush=True,

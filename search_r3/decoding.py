@@ -15,7 +15,9 @@ cost: a long reasoning does not make the finished rows pay for every further ste
 head all rows share (chat template and system instruction) is computed once and copied.
 
 Greedy rows on the slots backend draft their next tokens by prompt lookup and all are checked in
-one forward (``search_r3.speculation``): the same tokens in fewer forward passes.
+one forward (``search_r3.speculation``): the same tokens in fewer forward passes. On that backend
+rows joining a batch are fed their prompts in the same forward as the others' tokens, in chunks
+of ``PREFILL_CHUNK`` (chunked prefill): a forward reads the weights once for all of them.
 
 ``Decoder`` is the one implementation of these rules. ``reason_and_embed`` (and so
 ``ReasoningEmbeddings.encode_queries``) runs prompts through it, refilling finished rows from the
@@ -124,6 +126,26 @@ def _pick(logits: torch.Tensor, options: SamplingOptions, generator: torch.Gener
 
 #: A shared prompt prefix at least this long is computed once and copied to the rows using it.
 MIN_SHARED_PREFIX = 8
+
+
+#: Most prompt tokens a row is fed per step when prompts join a running batch (chunked
+#: prefill): a long prompt fills over several steps, so the rows decoding beside it keep going.
+PREFILL_CHUNK = 64
+
+
+def fill_order(size: int, leaving: Sequence[int]) -> list[int]:
+    """The rows that stay, as ``keep`` for a backend: each stays in its slot, and the last
+    rows move into the slots of the rows ``leaving``, so a leaver costs one row's move.
+
+    Example:
+        ```python
+        fill_order(5, [1])  # [0, 4, 2, 3]: row 4 takes slot 1
+        ```
+    """
+    gone = set(leaving)
+    staying = size - len(gone)
+    movers = [j for j in range(staying, size) if j not in gone]
+    return [slot if slot not in gone else movers.pop() for slot in range(staying)]
 
 
 def shared_prefix_length(prompts: Sequence[Sequence[int]]) -> int:
@@ -386,13 +408,16 @@ class Decoder:
         self.speculative_tokens = check_count("speculative_tokens", speculative_tokens, 0)
         self.rules = rules
         self.backend = decode_backend(causal_lm, pad_id, backend)
-        self.device = next(causal_lm.parameters()).device
+        parameter = next(causal_lm.parameters())
+        self.device, self.dtype = parameter.device, parameter.dtype
         self.dim = int(causal_lm.config.get_text_config().hidden_size)
         self.generator = rules.sampling.generator(self.device)
         self.rows: list[DecodeRow] = []
         self.last: torch.Tensor | None = None  # hidden state after each live row's last token
         self.speculation = SpeculationStats()
         self._known: dict[int, int] = {}  # id(row) -> its next greedy pick, from a check forward
+        #: id(row) -> prompt tokens not fed yet (chunked prefill, on backends that can ``join``)
+        self._prefill: dict[int, list[int]] = {}
 
     @property
     def can_admit(self) -> bool:
@@ -411,18 +436,25 @@ class Decoder:
         if not self.can_admit:
             raise RuntimeError("this backend admits rows only when no row is decoding.")
         live = self.backend.size
+        chunked = hasattr(self.backend, "join") and hasattr(self.backend, "verify_rows")
         try:
-            hidden = self.backend.admit([row.prompt for row in rows])
+            if chunked:  # no forward now: the next steps feed the prompts beside the live rows
+                own = self.backend.join([row.prompt for row in rows])
+                hidden = torch.zeros(len(rows), self.dim, dtype=self.dtype, device=self.device)
+            else:
+                hidden = self.backend.admit([row.prompt for row in rows])
         except BaseException:
             self.backend.keep(range(live))  # leave the running rows as they were
             raise
+        if chunked:
+            self._prefill.update((id(row), tokens) for row, tokens in zip(rows, own, strict=True))
         self.rows += rows
         self.last = hidden if self.last is None else torch.cat([self.last, hidden])
 
     def reset(self) -> None:
         """Drop every live row (after a failure)."""
         self.backend.keep([])
-        self.rows, self.last, self._known = [], None, {}
+        self.rows, self.last, self._known, self._prefill = [], None, {}, {}
 
     def step(self) -> list[DecodeRow]:
         """Feed every live row its next token; returns the rows that finished (embedding set)."""
@@ -430,7 +462,8 @@ class Decoder:
         known, self._known = self._known, {}
         if not rows:
             return []
-        if all(row.script is not None for row in rows):
+        filling = {j for j, row in enumerate(rows) if id(row) in self._prefill}  # prompt still fed
+        if not filling and all(row.script is not None for row in rows):
             # Only forced rows left: their remaining closing ids in one step, right-padded.
             hidden = self.backend.step_many([row.script for row in rows])
             for j, row in enumerate(rows):
@@ -438,10 +471,10 @@ class Decoder:
             self.reset()
             return rows
 
-        for row in rows:  # out of budget: force before spending a pick on it
-            if row.script is None and len(row.generated) >= row.max_new_tokens:
+        for j, row in enumerate(rows):  # out of budget: force before spending a pick on it
+            if j not in filling and row.script is None and len(row.generated) >= row.max_new_tokens:
                 row.forced, row.script = True, list(rules.forced_ids)
-        picking = [j for j, row in enumerate(rows) if row.script is None]
+        picking = [j for j, row in enumerate(rows) if row.script is None and j not in filling]
         choice = {j: known[id(rows[j])] for j in picking if id(rows[j]) in known}  # a check forward's
         picking = [j for j in picking if j not in choice]
         if picking:
@@ -460,8 +493,11 @@ class Decoder:
             choice.update(zip(picking, picks, strict=True))
 
         closing = rules.closing_ids
-        feed: list[int] = []
+        feed: list[int | None] = []  # None: a row still fed its prompt
         for j, row in enumerate(rows):
+            if j in filling:
+                feed.append(None)
+                continue
             token = choice.get(j)
             if token is not None and token in rules.stop:  # the turn ended without the embed token
                 row.forced, row.script = True, list(rules.forced_ids)
@@ -475,21 +511,21 @@ class Decoder:
                     row.script = [rules.embed_id]  # the row wrote the closing text: the token comes next
             feed.append(token)
         drafts = self._drafts(feed)
-        if drafts:
-            return self._speculative_step(feed, drafts)
+        if drafts or filling:
+            return self._speculative_step(feed, drafts or [[] for _ in rows])
         hidden = self.backend.step(feed)
         done = [j for j, token in enumerate(feed) if token == rules.embed_id]
         for j in done:
             self._finish(rows[j], hidden[j])
         if done:
-            keep = [j for j in range(len(feed)) if feed[j] != rules.embed_id]
+            keep = fill_order(len(feed), done)
             self.backend.keep(keep)
             self.rows = [rows[j] for j in keep]
             hidden = hidden[keep] if keep else None
         self.last = hidden
         return [rows[j] for j in done]
 
-    def _drafts(self, feed: list[int]) -> list[list[int]] | None:
+    def _drafts(self, feed: list[int | None]) -> list[list[int]] | None:
         """Each live row's drafted tokens after ``feed`` (empty for rows that draft none), or None
         when this step is a plain one (speculation off, sampling, no drafts, or a backend that
         cannot check them). Forced rows and rows fed the embed token draft nothing; the number
@@ -503,61 +539,73 @@ class Decoder:
             return None
         drafts: list[list[int]] = []
         for row, token in zip(rows, feed, strict=True):
-            if token == rules.embed_id or row.forced:
+            if token is None or token == rules.embed_id or row.forced:
                 drafts.append([])
                 continue
             self.speculation.forwards += 1
             drafts.append(draft(list(row.prompt) + row.generated, len(row.prompt), k, rules.forced_ids))
         return drafts if any(drafts) else None
 
-    def _speculative_step(self, feed: list[int], drafts: list[list[int]]) -> list[DecodeRow]:
-        """Feed every live row its ``feed`` token and its drafted tokens in one forward; each
-        row keeps the drafted tokens the rules pick anyway (greedy pick, banned tokens, budget,
-        closing text and embed token) and is cut back past its first miss. Returns the rows that
-        finished (embed token fed)."""
+    def _speculative_step(self, feed: list[int | None], drafts: list[list[int]]) -> list[DecodeRow]:
+        """One forward for every live row: its ``feed`` token and its drafted tokens, or for a
+        row still fed its prompt (``feed`` None), the next chunk of it (``PREFILL_CHUNK``
+        tokens at most). Each row keeps the drafted tokens the rules pick anyway (greedy pick,
+        banned tokens, budget, closing text and embed token) and is cut back past its first
+        miss. Returns the rows that finished (embed token fed)."""
         rules, rows = self.rules, self.rows
         starts = list(self.backend.lengths)
-        fed = [[token, *guesses] for token, guesses in zip(feed, drafts, strict=True)]
+        chunks: dict[int, list[int]] = {}
+        for j, row in enumerate(rows):
+            if feed[j] is None:
+                rest = self._prefill[id(row)]
+                chunks[j], self._prefill[id(row)] = rest[:PREFILL_CHUNK], rest[PREFILL_CHUNK:]
+        fed = [chunks[j] if j in chunks else [feed[j], *drafts[j]] for j in range(len(rows))]
         hidden = self.backend.verify_rows(fed)  # (rows, longest, hidden): the state after each
         # The pick after fed[j][i] assumes drafts[j][:i] were kept: only read along the kept
-        # prefix. Picks are needed for the rows still picking (not fed their script).
-        where = [
-            (j, i)
-            for j, row in enumerate(rows)
-            if row.script is None and feed[j] != rules.embed_id
-            for i in range(len(fed[j]))
-        ]
+        # prefix. Picks are needed for the rows still picking (not fed their script) and for the
+        # rows whose prompt is now complete; sampled rows pick at the next step.
+        where: list[tuple[int, int]] = []
+        if not rules.sampling.do_sample:
+            for j, row in enumerate(rows):
+                if j in chunks:
+                    if not self._prefill[id(row)]:
+                        where.append((j, len(fed[j]) - 1))
+                elif row.script is None and feed[j] != rules.embed_id:
+                    where += [(j, i) for i in range(len(fed[j]))]
         size = rules.no_repeat_ngram_size
         banned = [banned_next_tokens(rows[j].generated + drafts[j][:i], size) for j, i in where]
         flat = hidden[[j for j, _ in where], [i for _, i in where]] if where else hidden[:0, 0]
         flat_picks = self.backend.greedy(flat, banned) if where else []
         picks: dict[tuple[int, int], int] = dict(zip(where, flat_picks, strict=True))
-        finished, keep, used_by_row = [], [], []
+        finished, used_by_row = [], []
         for j, row in enumerate(rows):
+            if j in chunks:
+                used_by_row.append(len(fed[j]) - 1)
+                if not self._prefill[id(row)]:
+                    del self._prefill[id(row)]
+                continue
             used, done = self._accept(row, drafts[j], [picks.get((j, i)) for i in range(len(fed[j]))])
-            done = done or feed[j] == rules.embed_id
             used_by_row.append(used)
-            if done:
+            self.speculation.accepted += used
+            if done or feed[j] == rules.embed_id:
                 self._finish(row, hidden[j, used])
-                finished.append(row)
-            else:
-                keep.append(j)
+                finished.append(j)
         self.backend.truncate([start + 1 + used for start, used in zip(starts, used_by_row, strict=True)])
         self.speculation.drafted += sum(len(guesses) for guesses in drafts)
-        self.speculation.accepted += sum(used_by_row)
+        keep = fill_order(len(rows), finished) if finished else list(range(len(rows)))
         if finished:
             self.backend.keep(keep)
             self.rows = [rows[j] for j in keep]
         if not keep:
             self.last = None
-            return finished
+            return [rows[j] for j in finished]
         index = torch.tensor(keep, device=hidden.device)
         self.last = hidden[index, torch.tensor([used_by_row[j] for j in keep], device=hidden.device)]
         for j in keep:
             row, pick = rows[j], picks.get((j, used_by_row[j]))
             if row.script is None and pick is not None:  # picked under the row's state now
                 self._known[id(row)] = pick
-        return finished
+        return [rows[j] for j in finished]
 
     def _accept(self, row: DecodeRow, guesses: list[int], picks: list[int | None]) -> tuple[int, bool]:
         """Keep the longest prefix of ``guesses`` the rules pick anyway after the row's fed

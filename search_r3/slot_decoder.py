@@ -354,28 +354,41 @@ class SlotDecoder:
         self.prefix, self.prefix_keys, self.prefix_values = self.w.prefix
 
     # -- rows -------------------------------------------------------------------------------
-    def admit(self, prompts: Sequence[Sequence[int]]) -> torch.Tensor:
-        """Add rows for ``prompts`` after the live ones; returns each one's last hidden state."""
+    def join(self, prompts: Sequence[Sequence[int]]) -> list[list[int]]:
+        """Add rows for ``prompts`` after the live ones without running them; returns the tokens
+        each row still has to be fed (its prompt after the shared head, whose keys and values
+        are copied in).
+
+        For chunked prefill: the caller feeds these tokens with ``verify_rows``, in the same
+        forward as the other rows' next tokens and in chunks if it likes, and the rows decode
+        from there.
+        """
         p = len(self.prefix)
         uses_prefix = [p > 0 and len(x) > p and list(x[:p]) == self.prefix for x in prompts]
         starts = [p if use else 0 for use in uses_prefix]
-        own = [list(x[s:]) for x, s in zip(prompts, starts, strict=True)]
         first = self.size
-        width = max(len(x) for x in own)
-        self._reserve(first + len(prompts), max(s + width for s in starts))
+        self._reserve(first + len(prompts), max(len(x) for x in prompts))
         for j, use in enumerate(uses_prefix):
             if use:
                 for store, prefix in ((self.keys, self.prefix_keys), (self.values, self.prefix_values)):
                     for layer, values in zip(store, prefix, strict=True):
                         layer[first + j, :, :p] = values
-        ids = torch.full((len(own), width), 0, dtype=torch.long)
+        self.lengths += starts
+        return [[int(t) for t in x[s:]] for x, s in zip(prompts, starts, strict=True)]
+
+    def admit(self, prompts: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Add rows for ``prompts`` after the live ones; returns each one's last hidden state."""
+        first = self.size
+        own = self.join(prompts)
+        width = max(len(x) for x in own)
+        ids = torch.zeros(len(own), width, dtype=torch.long)
         for j, x in enumerate(own):
             ids[j, : len(x)] = torch.tensor(x, dtype=torch.long)
-        self.lengths += starts
-        hidden = self._forward(ids.to(self.w.device), starts, first)
-        self.lengths[first:] = [s + len(x) for s, x in zip(starts, own, strict=True)]
+        counts = [len(x) for x in own]
+        hidden = self._forward(ids.to(self.w.device), self.lengths[first:], first, counts)
+        self.lengths[first:] = [n + c for n, c in zip(self.lengths[first:], counts, strict=True)]
         rows = torch.arange(len(own), device=hidden.device)
-        return hidden[rows, torch.tensor([len(x) - 1 for x in own], device=hidden.device)]
+        return hidden[rows, torch.tensor([c - 1 for c in counts], device=hidden.device)]
 
     def step(self, tokens: Sequence[int]) -> torch.Tensor:
         """Feed one token per live row; returns ``(n, hidden)``."""
@@ -458,16 +471,20 @@ class SlotDecoder:
         self.lengths = lengths
 
     def keep(self, keep: Sequence[int]) -> None:
-        """Keep only the live rows at positions ``keep`` (in that order) in slots ``0..len-1``."""
+        """Keep only the live rows at positions ``keep`` (in that order) in slots ``0..len-1``.
+
+        Only the rows whose slot changes are copied: an order that leaves the survivors in place
+        and moves the last rows into the holes (``fill_order``) copies one row per leaver.
+        """
         keep = list(keep)
-        if keep == list(range(self.size)):
-            return
-        if keep:
-            used = max(self.lengths[j] for j in keep)
-            index = torch.tensor(keep, dtype=torch.long, device=self.w.device)
+        moves = [(slot, row) for slot, row in enumerate(keep) if slot != row]
+        if moves:
+            used = max(self.lengths[row] for _, row in moves)
+            to = torch.tensor([slot for slot, _ in moves], dtype=torch.long, device=self.w.device)
+            source = torch.tensor([row for _, row in moves], dtype=torch.long, device=self.w.device)
             for store in (self.keys, self.values):
                 for layer in store:
-                    layer[: len(keep), :, :used] = layer[index, :, :used]
+                    layer[to, :, :used] = layer[source, :, :used]  # the source is read first
         self.lengths = [self.lengths[j] for j in keep]
 
     # -- the forward pass -------------------------------------------------------------------
@@ -543,71 +560,152 @@ class SlotDecoder:
 
         Row ``j``'s tokens take positions ``starts[j]..``; each attends to its own slot's keys
         up to its own position. With ``counts``, only the first ``counts[j]`` tokens of row ``j``
-        are real: the norms and projections run on those alone (attention, which costs little,
-        runs right-padded). Returns the final-norm hidden states ``(rows, width, hidden)``.
+        are real. The norms and projections run on the real tokens alone, as one flat batch;
+        attention runs per run of neighbouring rows of a similar token count (``_attention_groups``),
+        so a prompt chunk fed beside one-token rows does not pad them all to its width.
+        Returns the final-norm hidden states ``(rows, width, hidden)`` (zeros past a row's count).
         """
         w = self.w
         rows, width = ids.shape
         device = ids.device
-        start = torch.tensor(starts, dtype=torch.long, device=device)
-        positions = start.unsqueeze(1) + torch.arange(width, device=device)
-        span = max(starts) + width
-        if rows == 1 and width == 1:
-            mask = None  # one query at the end of its row: every stored key is visible
-        else:
-            keys_at = torch.arange(span, device=device)
-            mask = (keys_at.view(1, 1, span) <= positions.unsqueeze(2)).unsqueeze(1)
-        real = None  # flat indices of the real tokens, when some rows are padded
-        if counts is not None and min(counts) < width:
-            real = (torch.arange(width).unsqueeze(0) < torch.tensor(counts).unsqueeze(1)).view(-1)
-            real = real.nonzero().squeeze(1).to(device)
-        x = w.embed(ids)
-        cos, sin = w.rotary(x, positions)
-        x = x.view(rows * width, w.hidden) if real is None else x.view(rows * width, w.hidden)[real]
-        slot_index = torch.arange(first, first + rows, device=device)
-        slot_rows = slot_index.unsqueeze(1).expand(rows, width)
+        counts = [width] * rows if counts is None else [int(c) for c in counts]
+        offsets = [0]
+        for c in counts:
+            offsets.append(offsets[-1] + c)
+        padded = any(c < width for c in counts)
+        flat = None  # flat indices of the real tokens in (rows * width), when some rows are padded
+        if padded:
+            flat = torch.tensor([j * width + i for j in range(rows) for i in range(counts[j])], device=device)
+        positions = torch.tensor(
+            [starts[j] + i for j in range(rows) for i in range(counts[j])], dtype=torch.long, device=device
+        )
+        slots = torch.tensor([first + j for j in range(rows) for _ in range(counts[j])], device=device)
+        x = w.embed(ids.view(-1) if flat is None else ids.view(-1)[flat])  # (tokens, hidden)
+        tokens = x.shape[0]
+        cos, sin = w.rotary(x, positions.unsqueeze(0))
+        if w.lean:  # the fused operations of ``_step_one``, for every fed token at once
+            cos, sin = cos[0].unsqueeze(1), _signed_sin(sin[0]).unsqueeze(1)  # (tokens, 1, head_dim)
+        groups = [
+            _AttentionGroup(self, a, b, starts, counts, offsets, first, device)
+            for a, b in _attention_groups(counts)
+        ]
+        rotated = (w.heads + w.kv_heads) * w.head_dim
+        attn = x.new_empty(tokens, w.heads * w.head_dim)
         for layer, k_store, v_store in zip(w.layers, self.keys, self.values, strict=True):
-            h = layer.input_norm(x)
-            if real is None:
-                q, k, v = layer.qkv(h)
+            if w.lean:
+                h = F.rms_norm(x, (w.hidden,), *layer.input_rms)
+                qkv = layer.qkv.joint(h)
+                qk = _rotate_rows(qkv[:, :rotated].view(tokens, w.heads + w.kv_heads, w.head_dim), cos, sin)
+                q, k = qk[:, : w.heads], qk[:, w.heads :]
+                v = qkv[:, rotated:].view(tokens, w.kv_heads, w.head_dim)
             else:
-                joint = layer.qkv.joint(h)
-                full = joint.new_zeros(rows * width, joint.shape[1])
-                full[real] = joint
-                q, k, v = full.split(layer.qkv.sizes, dim=-1)
-            q = q.view(rows, width, w.heads, w.head_dim).transpose(1, 2)
-            k = k.view(rows, width, w.kv_heads, w.head_dim).transpose(1, 2)
-            v = v.view(rows, width, w.kv_heads, w.head_dim).transpose(1, 2)
-            q, k = w.apply_rotary(q, k, cos, sin)
-            if width == 1:
-                if rows == 1:
-                    k_store[first, :, starts[0]] = k[0, :, 0]
-                    v_store[first, :, starts[0]] = v[0, :, 0]
-                else:
-                    k_store[slot_index, :, start] = k[:, :, 0]
-                    v_store[slot_index, :, start] = v[:, :, 0]
-            elif rows == 1:
-                k_store[first, :, starts[0] : span] = k[0]
-                v_store[first, :, starts[0] : span] = v[0]
-            else:  # every row's tokens in one write (a padded row's extra positions are never read)
-                k_store[slot_rows, :, positions] = k.transpose(1, 2)
-                v_store[slot_rows, :, positions] = v.transpose(1, 2)
-            attn = F.scaled_dot_product_attention(
-                q,
-                k_store[first : first + rows, :, :span],
-                v_store[first : first + rows, :, :span],
-                attn_mask=mask,
-                scale=w.scaling,
-                enable_gqa=w.heads != w.kv_heads,
-            )
-            attn = attn.transpose(1, 2).reshape(rows * width, w.heads * w.head_dim)
-            x = x + layer.o(attn if real is None else attn[real])[0]
-            h = layer.post_norm(x)
-            gate, up = layer.gate_up(h)
-            x = x + layer.down(layer.act(gate) * up)[0]
-        x = w.norm(x)
-        if real is not None:
+                q, k, v = layer.qkv(layer.input_norm(x))
+                q = q.view(1, tokens, w.heads, w.head_dim).transpose(1, 2)
+                k = k.view(1, tokens, w.kv_heads, w.head_dim).transpose(1, 2)
+                q, k = w.apply_rotary(q, k, cos, sin)
+                q, k = q[0].transpose(0, 1), k[0].transpose(0, 1)  # (tokens, heads, head_dim)
+                v = v.view(tokens, w.kv_heads, w.head_dim)
+            if tokens == 1:
+                k_store[first, :, starts[0]] = k[0]
+                v_store[first, :, starts[0]] = v[0]
+            else:  # every row's tokens in one write
+                k_store[slots, :, positions] = k
+                v_store[slots, :, positions] = v
+            for group in groups:
+                group.attend(q, k_store, v_store, attn)
+            if w.lean:
+                x = layer.o.add(attn, x)
+                h = F.rms_norm(x, (w.hidden,), *layer.post_rms)
+                gate, up = layer.gate_up.joint(h).split(layer.gate_up.sizes, dim=-1)
+                x = layer.down.add(layer.act(gate).mul_(up), x)
+            else:
+                x = x + layer.o(attn)[0]
+                gate, up = layer.gate_up(layer.post_norm(x))
+                x = x + layer.down(layer.act(gate) * up)[0]
+        x = F.rms_norm(x, (w.hidden,), *w.final_rms) if w.lean else w.norm(x)
+        if flat is not None:
             full = x.new_zeros(rows * width, w.hidden)
-            full[real] = x
+            full[flat] = x
             x = full
         return x.view(rows, width, w.hidden)
+
+
+#: Rows fed at most this many tokens share one attention call (decoding steps, drafted tokens);
+#: longer ones (prompt chunks) attend in runs of a similar count, so padding stays under 2x.
+SHORT_ROW = 8
+
+
+def _attention_groups(counts: Sequence[int]) -> list[tuple[int, int]]:
+    """Runs ``[a, b)`` of neighbouring rows that attend in one call: rows of at most ``SHORT_ROW``
+    tokens together, longer rows with those of the same power-of-two size class."""
+    keys = [0 if c <= SHORT_ROW else int(c).bit_length() for c in counts]
+    runs, a = [], 0
+    for j in range(1, len(keys) + 1):
+        if j == len(keys) or keys[j] != keys[a]:
+            runs.append((a, j))
+            a = j
+    return runs
+
+
+class _AttentionGroup:
+    """Attention of rows ``a..b-1`` of a forward, padded to their longest count.
+
+    The query heads that share a key head are stacked as that head's query rows, so the keys
+    and values are read in place from the slots (no repeated heads, no copy).
+    """
+
+    def __init__(
+        self,
+        decoder: SlotDecoder,
+        a: int,
+        b: int,
+        starts: Sequence[int],
+        counts: Sequence[int],
+        offsets: Sequence[int],
+        first: int,
+        device: torch.device,
+    ):
+        w = decoder.w
+        self.w, self.a, self.b = w, a, b
+        self.slots = slice(first + a, first + b)
+        self.rows, self.width = b - a, max(counts[a:b])
+        self.tokens = slice(offsets[a], offsets[b])
+        self.span = max(starts[j] + counts[j] for j in range(a, b))
+        group = w.heads // w.kv_heads
+        self.real = None  # where the real tokens sit in (rows * width), when some are padded
+        if any(counts[j] < self.width for j in range(a, b)):
+            real = [(j - a) * self.width + i for j in range(a, b) for i in range(counts[j])]
+            self.real = torch.tensor(real, device=device)
+        if self.rows == 1 and self.width == 1:
+            self.mask = None  # one query at the end of its row: every stored key is visible
+        else:
+            start = torch.tensor(list(starts[a:b]), device=device)
+            at = start.unsqueeze(1) + torch.arange(self.width, device=device)  # (rows, width)
+            visible = torch.arange(self.span, device=device).view(1, 1, -1) <= at.unsqueeze(2)
+            self.mask = visible.repeat(1, group, 1).unsqueeze(1)  # (rows, 1, group * width, span)
+
+    def attend(
+        self, q: torch.Tensor, k_store: torch.Tensor, v_store: torch.Tensor, out: torch.Tensor
+    ) -> None:
+        """Write the attention of the group's tokens (``q`` is ``(tokens, heads, head_dim)`` for
+        the whole forward) into ``out`` ``(tokens, heads * head_dim)``."""
+        w, rows, width = self.w, self.rows, self.width
+        group = w.heads // w.kv_heads
+        mine = q[self.tokens]
+        if self.real is not None:
+            padded = mine.new_zeros(rows * width, w.heads, w.head_dim)
+            padded[self.real] = mine
+            mine = padded
+        # (rows, width, kv_heads, group, head_dim) -> (rows, kv_heads, group * width, head_dim)
+        mine = mine.view(rows, width, w.kv_heads, group, w.head_dim).permute(0, 2, 3, 1, 4)
+        mine = mine.reshape(rows, w.kv_heads, group * width, w.head_dim)
+        result = F.scaled_dot_product_attention(
+            mine,
+            k_store[self.slots, :, : self.span],
+            v_store[self.slots, :, : self.span],
+            attn_mask=self.mask,
+            scale=w.scaling,
+        )
+        result = result.view(rows, w.kv_heads, group, width, w.head_dim).permute(0, 3, 1, 2, 4)
+        result = result.reshape(rows * width, w.heads * w.head_dim)
+        out[self.tokens] = result if self.real is None else result[self.real]

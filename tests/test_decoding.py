@@ -15,10 +15,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from search_r3 import SamplingOptions, SearchR3Settings
-from search_r3.decoding import MIN_SHARED_PREFIX, reason_and_embed, shared_prefix_length
+from search_r3 import SamplingOptions, SearchR3Settings, decoding
+from search_r3.decoding import MIN_SHARED_PREFIX, Decoder, fill_order, reason_and_embed, shared_prefix_length
 from search_r3.pooling import backbone_of, embed_forward, pad_batch
 from search_r3.prompts import PromptBuilder
+from search_r3.slot_decoder import SlotDecoder
 
 QUERIES = [
     "which city hosts the Louvre?",
@@ -261,12 +262,16 @@ def test_the_shared_template_head_is_computed_once(setup, backend):
         outs = [_decode(model, builder, prompts, budget=3, backend=backend) for _ in range(2)]
     finally:
         hook.remove()
-    longest_own = max(len(p) - shared for p in prompts)
-    assert shapes.count((4, longest_own)) == 2  # the rest of the prompts, once per batch
-    heads = shapes.count((1, shared))
-    assert heads == 2 if backend == "transformers" else heads <= 1
-    rest = [shape for shape in shapes if shape != (1, shared)]
-    assert all(width <= longest_own for _, width in rest)  # no row ran its whole prompt
+    own = [len(p) - shared for p in prompts]
+    if backend == "transformers":  # the rest of the prompts, once per batch, left-padded
+        assert shapes.count((4, max(own))) == 2
+        assert shapes.count((1, shared)) == 2
+        rest = [shape for shape in shapes if shape != (1, shared)]
+        assert all(width <= max(own) for _, width in rest)  # no row ran its whole prompt
+    else:  # the rest of the prompts, once per batch, their real tokens only
+        assert shapes.count((sum(own),)) == 2
+        assert shapes.count((shared,)) <= 1
+        assert all(shape[-1] <= sum(own) for shape in shapes if shape != (shared,))
     for out in outs:
         for row, prompt in enumerate(prompts):  # and the vectors are still those of a plain forward
             want = _reference(model, builder, prompt, out.generated_ids[row], out.forced[row])
@@ -373,25 +378,65 @@ def test_slots_grow_while_rows_decode(setup, monkeypatch):
     assert [ids[11] for ids in longer.generated_ids] == tokens  # their caches moved intact
 
 
-def test_finished_rows_make_room_for_the_next_prompts(setup, backend):
+def test_finished_rows_make_room_for_the_next_prompts(setup, backend, monkeypatch):
     model, _, builder = setup
     prompts = builder.build(QUERIES, "reasoning")
     biased, _, step = biased_copy(model, prompts, builder.embed_id)
     budget = step + 4
     everything = _decode(biased, builder, prompts, budget, backend=backend)
     rows_fed = []
-    hook = biased.get_input_embeddings().register_forward_hook(
-        lambda module, args, out: rows_fed.append(args[0].shape[0])
-    )
+    plain_step = Decoder.step
+
+    def counting_step(self):
+        rows_fed.append(len(self.rows))
+        return plain_step(self)
+
+    monkeypatch.setattr(Decoder, "step", counting_step)
     done = []
-    try:
-        two = _decode(
-            biased, builder, prompts, budget, backend=backend, max_batch_size=2, on_done=done.append
-        )
-    finally:
-        hook.remove()
-    assert max(rows_fed) <= 2 and sum(done) == len(prompts)
+    two = _decode(biased, builder, prompts, budget, backend=backend, max_batch_size=2, on_done=done.append)
+    assert max(rows_fed) == 2 and sum(done) == len(prompts)
     assert two.generated_ids == everything.generated_ids and two.forced == everything.forced
     assert torch.allclose(two.embeddings, everything.embeddings, atol=1e-5)
     with pytest.raises(ValueError, match="max_batch_size"):
         _decode(biased, builder, prompts, budget, backend=backend, max_batch_size=0)
+
+
+def test_fill_order_moves_only_the_rows_past_the_end():
+    assert fill_order(5, [1]) == [0, 4, 2, 3]
+    assert fill_order(5, [4]) == [0, 1, 2, 3]  # the last row leaves: nothing moves
+    assert fill_order(6, [0, 2]) == [5, 1, 4, 3]
+    assert fill_order(3, [0, 1, 2]) == []
+    for size in range(1, 7):  # every row that stays is kept once, whatever leaves
+        for leaving in ([0], [size - 1], list(range(0, size, 2))):
+            order = fill_order(size, leaving)
+            assert sorted(order) == [j for j in range(size) if j not in leaving]
+
+
+def test_prompts_join_the_running_rows_in_chunks(setup, monkeypatch):
+    """On the slots backend a prompt is fed in the step's forward, beside the decoding rows'
+    tokens, in chunks of PREFILL_CHUNK tokens: same tokens and vectors, no forward of its own."""
+    model, _, builder = setup
+    prompts = builder.build(QUERIES, "reasoning")
+    whole = _decode(model, builder, prompts, 12, backend="slots", max_batch_size=2)
+    steps: list[tuple[list[bool], list[int]]] = []  # per mixed step: rows fed their prompt; what is left
+    mixed_step = Decoder._speculative_step
+
+    def spy(self, feed, drafts):
+        left = [len(self._prefill[id(row)]) for row in self.rows if id(row) in self._prefill]
+        steps.append(([token is None for token in feed], left))
+        return mixed_step(self, feed, drafts)
+
+    def no_admit(self, prompts):
+        raise AssertionError("a prompt ran a forward of its own")
+
+    monkeypatch.setattr(decoding, "PREFILL_CHUNK", 3)
+    monkeypatch.setattr(Decoder, "_speculative_step", spy)
+    monkeypatch.setattr(SlotDecoder, "admit", no_admit)
+    chunked = _decode(model, builder, prompts, 12, backend="slots", max_batch_size=2)
+    assert chunked.generated_ids == whole.generated_ids and chunked.forced == whole.forced
+    assert torch.allclose(chunked.embeddings, whole.embeddings, atol=1e-5)
+    for row, prompt in enumerate(prompts):
+        want = _reference(model, builder, prompt, chunked.generated_ids[row], chunked.forced[row])
+        assert torch.allclose(chunked.embeddings[row], want, atol=1e-5)
+    assert any(n > 3 for _, left in steps for n in left)  # a prompt took several steps
+    assert any(any(filling) and not all(filling) for filling, _ in steps)  # beside a decoding row

@@ -211,6 +211,31 @@ def test_close_without_drain_fails_what_is_left(emb):
 def test_invalid_batch_size(emb):
     with pytest.raises(ValueError, match="max_batch_size"):
         QueryEngine(emb, max_batch_size=0)
+    for threads in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="threads"):
+            QueryEngine(emb, threads=threads)  # type: ignore[arg-type]
+
+
+def test_work_runs_on_the_engine_thread_between_steps(emb):
+    """``call`` runs other model work on the engine's thread, with its ``threads``, while
+    queries decode; a failing piece of work fails only its own future."""
+    want = _alone(emb, QUERIES[0], 30)
+    with QueryEngine(emb, threads=3) as engine:
+        query = engine.submit(QUERIES[0], max_reasoning_tokens=30)
+        _wait_for(lambda: engine.stats.steps >= 2)
+        where = engine.call(lambda: (threading.current_thread().name, torch.get_num_threads(), engine.live))
+        broken = engine.call(lambda: 1 / 0)
+        name, threads, live = where.result(timeout=60)
+        with pytest.raises(ZeroDivisionError):
+            broken.result(timeout=60)
+        vectors = engine.call(lambda: emb.encode_documents(["a document"], show_progress_bar=False))
+        assert np.allclose(vectors.result(timeout=60), emb.encode_documents(["a document"]), atol=1e-5)
+        _assert_same(query.result(timeout=60), want)
+    assert name == "search-r3-query-engine" and threads == 3
+    if want.generated_tokens[0] > 20:
+        assert live == 1  # it ran between two steps of the decoding query
+    with pytest.raises(EngineClosedError):
+        engine.call(lambda: None)
 
 
 # -- the real shipped model (off by default: `make test-slow`) -----------------------------------

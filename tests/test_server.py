@@ -168,6 +168,21 @@ def test_documents_do_not_reason(served: Running, emb: ReasoningEmbeddings) -> N
     assert by_url.model_extra["input_type"] == "document"
 
 
+def test_documents_run_on_the_engine_thread(served: Running, emb: ReasoningEmbeddings, monkeypatch) -> None:
+    """All the model's work in one thread (the engine's): OpenMP keeps one team of threads awake."""
+    threads = []
+    encode = emb.encode_documents
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return encode(*args, **kwargs)
+
+    monkeypatch.setattr(emb, "encode_documents", spy)
+    body = {"model": MODEL, "input": ["a wing", "a rocket"], "input_type": "document"}
+    assert post(served, "/v1/embeddings", body).status_code == 200
+    assert threads == ["search-r3-query-engine"]
+
+
 def test_reasoning_can_be_turned_off_or_budgeted(served: Running, emb: ReasoningEmbeddings) -> None:
     off = post(served, "/v1/embeddings", {"model": MODEL, "input": ["sea level"], "reasoning": False}).json()
     np.testing.assert_allclose(
@@ -565,18 +580,20 @@ def test_serve_checks_arguments_before_loading_a_model(capsys, tmp_path: Path) -
     assert "--threads 0" in capsys.readouterr().err
 
 
-def test_serve_threads_are_set_before_the_model_loads(capsys, tmp_path: Path) -> None:
+def test_serve_keeps_one_thread_here_before_the_model_loads(capsys, tmp_path: Path) -> None:
+    """The model's work runs on the engine's thread (with --threads); the loading and event-loop
+    thread keeps one torch thread, so OpenMP runs a single team (see QueryEngine's threads)."""
     import torch
 
     from search_r3.cli.main import main
 
     before = torch.get_num_threads()
-    wanted = 1 if before != 1 else 2
     try:
+        torch.set_num_threads(2)
         missing = str(tmp_path / "no-such-model")
-        assert main(["serve", "--model", missing, "--port", str(free_port()), "--threads", str(wanted)]) == 1
+        assert main(["serve", "--model", missing, "--port", str(free_port()), "--threads", "2"]) == 1
         assert "No model folder" in capsys.readouterr().err
-        assert torch.get_num_threads() == wanted
+        assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
 

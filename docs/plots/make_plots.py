@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -180,6 +181,28 @@ def reasoning_batching(out: Path) -> Path:
     for yi, v in zip(y, qps, strict=True):
         ax.text(v + 0.03, yi, f"{v:g}", va="center", fontsize=8)
     return _save(fig, out, "reasoning-batching.svg")
+
+
+def server_load(out: Path) -> Path:
+    """Queries/s one at a time and batched, one row per run (benchmarks/README.md, "Server under load")."""
+    rows = read_table("benchmarks/README.md", "engine", after="## Server under load")
+    names = [f"{r['engine']}, {r['server threads']} thread(s)" for r in rows]
+    one = [number(r["one at a time, queries/s"]) for r in rows]
+    batched = [number(r["batched, queries/s"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    y = list(range(len(names)))[::-1]
+    height = 0.38
+    ax.barh([v + height / 2 for v in y], batched, height, color=BLUE, label="16 clients, continuous batching")
+    ax.barh([v - height / 2 for v in y], one, height, color=GREY, label="one request at a time")
+    ax.set_yticks(y, [textwrap.fill(n, 44) for n in names], fontsize=8)
+    ax.set_xlabel("queries per second, reasoning on, SmolLM2-135M float32, 2 cores (higher is better)")
+    for yi, b, o, r in zip(y, batched, one, rows, strict=True):
+        ax.text(b + 0.1, yi + height / 2, f"{b:g} ({r['ratio']})", va="center", fontsize=8)
+        ax.text(o + 0.1, yi - height / 2, f"{o:g}", va="center", fontsize=8)
+    ax.axvline(0, color="black", linewidth=0.5)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_xlim(0, max(batched) * 1.25)
+    return _save(fig, out, "server-load.svg")
 
 
 def store_latency(out: Path) -> Path:
@@ -406,6 +429,7 @@ PLOTS: dict[str, Callable[[Path], Path]] = {
     "reasoning-budget.svg": reasoning_budget,
     "rl-env-drift.svg": rl_env_drift,
     "store-scale.svg": store_scale,
+    "server-load.svg": server_load,
 }
 
 

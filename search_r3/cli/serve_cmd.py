@@ -109,8 +109,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--threads",
         type=int,
         default=None,
-        help="CPU threads for the model's matrix products (default: torch's, usually the core count; "
-        "on a machine shared with other jobs 1 can be faster)",
+        help="CPU threads of the engine thread, which runs all the model's work (default: torch's, "
+        "OMP_NUM_THREADS or the core count; on a machine shared with other jobs 1 can be faster)",
     )
     http.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
@@ -157,10 +157,12 @@ def _served_name(args: argparse.Namespace, model: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     _check_arguments(args)
-    if args.threads is not None:
-        import torch
+    import torch
 
-        torch.set_num_threads(args.threads)
+    # The engine's thread runs every model operation with these threads; this thread (loading,
+    # the event loop) keeps one, so OpenMP keeps a single team awake (see QueryEngine's threads).
+    threads = args.threads or torch.get_num_threads()
+    torch.set_num_threads(1)
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
     url = args.url or (None if args.path else os.environ.get("QDRANT_URL") or None)
     qdrant_key = args.qdrant_api_key or os.environ.get("QDRANT_API_KEY") or None
@@ -205,7 +207,9 @@ def run(args: argparse.Namespace) -> int:
             embeddings, args.collection, path=args.path, url=url, api_key=qdrant_key, backend=args.backend
         )
         note(args, f"search over collection {args.collection!r} ({store.count()} documents)")
-    service = build_service(embeddings, config, store=store, cache=cache, max_batch_size=args.max_batch_size)
+    service = build_service(
+        embeddings, config, store=store, cache=cache, max_batch_size=args.max_batch_size, threads=threads
+    )
     server = make_server(service, config, host=args.host, port=args.port, log_level=args.log_level)
     host = f"[{args.host}]" if ":" in args.host else args.host
     note(args, f"serving {config.model_name!r} at http://{host}:{args.port}/v1 (Ctrl-C drains and stops)")

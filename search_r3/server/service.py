@@ -6,10 +6,12 @@ loop; model calls run on worker threads, so the loop keeps accepting requests me
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,12 +51,20 @@ class DocumentBatcher:
 
     While one call runs, new requests queue up; the next call takes all of them (up to
     ``max_batch`` texts). A call that fails is retried request by request, so one bad request
-    never fails the others it was batched with.
+    never fails the others it was batched with. ``run`` runs a call off the event loop and
+    returns its future (the query engine's ``call``, so one thread does all the model's work,
+    or an executor's ``submit``).
     """
 
-    def __init__(self, embeddings: Any, executor: ThreadPoolExecutor, metrics: ServerMetrics, max_batch: int):
+    def __init__(
+        self,
+        embeddings: Any,
+        run: Callable[[Callable[[], Any]], Future[Any]],
+        metrics: ServerMetrics,
+        max_batch: int,
+    ):
         self._embeddings = embeddings
-        self._executor = executor
+        self._run_elsewhere = run
         self._metrics = metrics
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_DocumentJob | None] = asyncio.Queue()
@@ -84,8 +94,10 @@ class DocumentBatcher:
         vectors = self._embeddings.encode_documents(texts, show_progress_bar=False)
         return list(zip(vectors, lengths, strict=True))
 
+    async def _encode(self, texts: list[str]) -> list[tuple[np.ndarray, int]]:
+        return await asyncio.wrap_future(self._run_elsewhere(functools.partial(self._encode_now, texts)))
+
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         stopping = False
         while not stopping:
             job = await self._queue.get()
@@ -105,16 +117,14 @@ class DocumentBatcher:
             self._metrics.batch_size.labels("document").observe(size)
             texts = [t for j in jobs for t in j.texts]
             try:
-                rows = await loop.run_in_executor(self._executor, self._encode_now, texts)
+                rows = await self._encode(texts)
             except Exception as exc:
                 if len(jobs) == 1:
                     jobs[0].future.set_exception(exc)
                     continue
                 for j in jobs:  # find the culprit: each request alone
                     try:
-                        j.future.set_result(
-                            await loop.run_in_executor(self._executor, self._encode_now, j.texts)
-                        )
+                        j.future.set_result(await self._encode(j.texts))
                     except Exception as one:
                         j.future.set_exception(one)
                 continue
@@ -159,7 +169,9 @@ class EmbeddingService:
         self.pending_queries = 0
         self._doc_executor = ThreadPoolExecutor(1, thread_name_prefix="search-r3-documents")
         self._store_executor = ThreadPoolExecutor(1, thread_name_prefix="search-r3-store")
-        self._documents = DocumentBatcher(embeddings, self._doc_executor, metrics, config.document_batch_size)
+        # documents on the engine's thread where it takes work: one thread runs the model
+        run_documents = getattr(engine, "call", None) or self._doc_executor.submit
+        self._documents = DocumentBatcher(embeddings, run_documents, metrics, config.document_batch_size)
         #: Whether the store's ``search`` takes a ``mode`` (dense, sparse, hybrid...); else dense only.
         self.store_has_modes = store is not None and "mode" in inspect.signature(store.search).parameters
         #: Whether the store searches with a ready query encoding (`QdrantStore.search_encoded`).
