@@ -101,10 +101,9 @@ def run_index(capsys, argv: list[str]) -> dict:
 
 
 @pytest.fixture
-def workdir(tmp_path: Path, monkeypatch) -> Path:
-    for name in ("SEARCH_R3_MODEL", "QDRANT_URL", "QDRANT_API_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    root = tmp_path / "work"
+def workdir(isolated_env: Path, monkeypatch) -> Path:
+    """A folder to run the CLI in, with no user setting leaking in (``isolated_env``)."""
+    root = isolated_env / "work"
     root.mkdir()
     monkeypatch.chdir(root)
     return root
