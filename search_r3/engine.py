@@ -3,14 +3,15 @@
 A background thread owns one ``search_r3.decoding.Decoder``. Each step it admits the queries that
 arrived since the last step (up to ``max_batch_size`` live rows), feeds every live row its next
 token, and resolves the futures of the rows that emitted the embed token (or were forced at their
-budget). An admitted query's prompt goes into the same forward as the live rows' tokens
-(chunked prefill, ``search_r3.decoding.PREFILL_CHUNK`` tokens per step), so arrivals cost their
-tokens, not a forward of their own. The thread runs every model operation of the engine, and
-takes other model work between steps (``QueryEngine.call``: a server's document batches). A query therefore waits at most one decoding step to start, and a long reasoning never
-holds back the short ones decoding beside it. Queries with reasoning off take no decoding slot:
-they are embedded in one forward pass at the next step. The steps are speculative: each live
-row drafts its next tokens and one forward checks them all (``ReasoningEmbeddings.speculative_tokens``
-for a lone row, fewer per row as rows grow): same tokens, fewer forwards.
+budget). A query therefore waits at most one decoding step to start, and a long reasoning never
+holds back the short ones decoding beside it. An admitted query's prompt goes into the same
+forward as the live rows' tokens (chunked prefill, ``search_r3.decoding.PREFILL_CHUNK`` tokens per
+step), so an arrival costs its tokens, not a forward of its own. Queries with reasoning off take
+no decoding slot: they are embedded in one forward pass at the next step. The steps are
+speculative: each live row drafts its next tokens and one forward checks them all
+(``ReasoningEmbeddings.speculative_tokens`` for a lone row, fewer per row as rows grow): same
+tokens, fewer forwards. The thread runs every model operation of the engine, and other model work
+between steps (``QueryEngine.call``: a server's document batches).
 
 The rules are those of ``ReasoningEmbeddings.encode_queries`` (same decoder, same prompts), so a
 query gets the same reasoning and, up to float rounding, the same vector either way. Greedy only.
