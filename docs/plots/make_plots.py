@@ -186,7 +186,10 @@ def reasoning_batching(out: Path) -> Path:
 def server_load(out: Path) -> Path:
     """Queries/s one at a time and batched, one row per run (benchmarks/README.md, "Server under load")."""
     rows = read_table("benchmarks/README.md", "engine", after="## Server under load")
-    names = [f"{r['engine']}, {r['server threads']} thread(s)" for r in rows]
+    names = [
+        f"{r['engine']}, {r['server threads']} thread{'' if r['server threads'] == '1' else 's'}"
+        for r in rows
+    ]
     one = [number(r["one at a time, queries/s"]) for r in rows]
     batched = [number(r["batched, queries/s"]) for r in rows]
     fig, ax = plt.subplots(figsize=(9, 3.6))
@@ -200,7 +203,7 @@ def server_load(out: Path) -> Path:
         ax.text(b + 0.1, yi + height / 2, f"{b:g} ({r['ratio']})", va="center", fontsize=8)
         ax.text(o + 0.1, yi - height / 2, f"{o:g}", va="center", fontsize=8)
     ax.axvline(0, color="black", linewidth=0.5)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper right", fontsize=8)
     ax.set_xlim(0, max(batched) * 1.25)
     return _save(fig, out, "server-load.svg")
 
