@@ -188,7 +188,8 @@ class QueryEngine:
 
         For other model work of the same process (a server's document batches): one thread then
         runs every model operation, with the engine's ``threads``, and decoding resumes as soon
-        as the work is done.
+        as the work is done. ``work`` runs under ``torch.inference_mode()``; its exception goes
+        to the future, and the engine goes on.
 
         Raises:
             EngineClosedError: The engine was closed.

@@ -183,6 +183,26 @@ def test_documents_run_on_the_engine_thread(served: Running, emb: ReasoningEmbed
     assert threads == ["search-r3-query-engine"]
 
 
+def test_documents_get_503_once_the_engine_is_closed(emb: ReasoningEmbeddings) -> None:
+    from search_r3.server.errors import APIError
+
+    engine = new_engine(emb)
+    service = build_service(emb, ServerConfig(model_name=MODEL), engine=engine)
+    engine.close()
+
+    async def encode_documents() -> APIError:
+        await service.start()
+        try:
+            with pytest.raises(APIError) as raised:
+                await service.documents(["a wing"])
+        finally:
+            await service.close()
+        return raised.value
+
+    error = asyncio.run(encode_documents())
+    assert error.status == 503 and error.code == "shutting_down"
+
+
 def test_reasoning_can_be_turned_off_or_budgeted(served: Running, emb: ReasoningEmbeddings) -> None:
     off = post(served, "/v1/embeddings", {"model": MODEL, "input": ["sea level"], "reasoning": False}).json()
     np.testing.assert_allclose(

@@ -298,7 +298,10 @@ class EmbeddingService:
     # -- documents ----------------------------------------------------------------------------
     async def documents(self, texts: list[str], endpoint: str = "/v1/embeddings") -> list[Encoded]:
         """Embed documents (no reasoning), batched with other requests' documents."""
-        rows = await self._documents.encode(texts, endpoint)
+        try:
+            rows = await self._documents.encode(texts, endpoint)
+        except EngineClosedError as exc:  # the engine's thread runs the document batches too
+            raise APIError(503, "The server is shutting down; retry later.", code="shutting_down") from exc
         self.metrics.inputs.labels("document").inc(len(texts))
         self.metrics.prompt_tokens.inc(sum(n for _, n in rows))
         return [Encoded(vector, prompt_tokens=n) for vector, n in rows]
