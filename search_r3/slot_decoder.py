@@ -572,10 +572,7 @@ class SlotDecoder:
         offsets = [0]
         for c in counts:
             offsets.append(offsets[-1] + c)
-        padded = any(c < width for c in counts)
-        flat = None  # flat indices of the real tokens in (rows * width), when some rows are padded
-        if padded:
-            flat = torch.tensor([j * width + i for j in range(rows) for i in range(counts[j])], device=device)
+        flat = _real_positions(counts, width, device)  # None when no row is padded
         positions = torch.tensor(
             [starts[j] + i for j in range(rows) for i in range(counts[j])], dtype=torch.long, device=device
         )
@@ -586,7 +583,7 @@ class SlotDecoder:
         if w.lean:  # the fused operations of ``_step_one``, for every fed token at once
             cos, sin = cos[0].unsqueeze(1), _signed_sin(sin[0]).unsqueeze(1)  # (tokens, 1, head_dim)
         groups = [
-            _AttentionGroup(self, a, b, starts, counts, offsets, first, device)
+            _AttentionGroup(w, a, b, starts, counts, offsets, first, device)
             for a, b in _attention_groups(counts)
         ]
         rotated = (w.heads + w.kv_heads) * w.head_dim
@@ -635,6 +632,14 @@ class SlotDecoder:
 SHORT_ROW = 8
 
 
+def _real_positions(counts: Sequence[int], width: int, device: torch.device) -> torch.Tensor | None:
+    """Where the real tokens sit when rows fed ``counts`` tokens are padded to ``width`` (flat
+    indices into ``rows * width``, row by row), or None when no row is padded."""
+    if all(c == width for c in counts):
+        return None
+    return torch.tensor([j * width + i for j, c in enumerate(counts) for i in range(c)], device=device)
+
+
 def _attention_groups(counts: Sequence[int]) -> list[tuple[int, int]]:
     """Runs ``[a, b)`` of neighbouring rows that attend in one call: rows of at most ``SHORT_ROW``
     tokens together, longer rows with those of the same power-of-two size class."""
@@ -656,7 +661,7 @@ class _AttentionGroup:
 
     def __init__(
         self,
-        decoder: SlotDecoder,
+        w: _Weights,
         a: int,
         b: int,
         starts: Sequence[int],
@@ -665,17 +670,13 @@ class _AttentionGroup:
         first: int,
         device: torch.device,
     ):
-        w = decoder.w
-        self.w, self.a, self.b = w, a, b
+        self.w = w
         self.slots = slice(first + a, first + b)
         self.rows, self.width = b - a, max(counts[a:b])
         self.tokens = slice(offsets[a], offsets[b])
         self.span = max(starts[j] + counts[j] for j in range(a, b))
         group = w.heads // w.kv_heads
-        self.real = None  # where the real tokens sit in (rows * width), when some are padded
-        if any(counts[j] < self.width for j in range(a, b)):
-            real = [(j - a) * self.width + i for j in range(a, b) for i in range(counts[j])]
-            self.real = torch.tensor(real, device=device)
+        self.real = _real_positions(counts[a:b], self.width, device)  # None: no row padded
         if self.rows == 1 and self.width == 1:
             self.mask = None  # one query at the end of its row: every stored key is visible
         else:
