@@ -427,10 +427,7 @@ class SlotDecoder:
         position = self.lengths[0]
         self._reserve(1, position + len(tokens))
         ids = torch.tensor([tokens], dtype=torch.long, device=self.w.device)
-        if self.w.lean:
-            hidden = self._step_few(ids, position)
-        else:
-            hidden = self._forward(ids, [position], 0)[0]
+        hidden = self._forward(ids, [position], 0)[0]
         self.lengths = [position + len(tokens)]
         return hidden
 
@@ -520,39 +517,6 @@ class SlotDecoder:
             x = layer.down.add(layer.act(gate).mul_(up), x)
         return F.rms_norm(x, (w.hidden,), *w.final_rms)
 
-    def _step_few(self, ids: torch.Tensor, position: int) -> torch.Tensor:
-        """Several tokens ``(1, width)`` for the one live row from ``position``: ``_step_one``'s
-        fused operations for a few rows (drafted tokens to check), each token attending to the
-        row's keys up to its own position. Returns the final-norm states ``(width, hidden)``."""
-        w = self.w
-        width = ids.shape[1]
-        x = w.embed(ids)[0]  # (width, hidden)
-        positions = torch.arange(position, position + width, device=ids.device)
-        cos, sin = w.rotary(x, positions.unsqueeze(0))
-        cos, sin = cos[0].unsqueeze(1), _signed_sin(sin[0]).unsqueeze(1)  # (width, 1, head_dim)
-        group, rotated = w.heads // w.kv_heads, (w.heads + w.kv_heads) * w.head_dim
-        span = position + width
-        # query rows are (group, width) per key head: row g * width + i is token i
-        visible = torch.arange(span, device=ids.device).unsqueeze(0) <= positions.unsqueeze(1)
-        mask = visible.repeat(group, 1).view(1, 1, group * width, span)
-        for layer, k_store, v_store in zip(w.layers, self.keys, self.values, strict=True):
-            h = F.rms_norm(x, (w.hidden,), *layer.input_rms)
-            qkv = layer.qkv.joint(h)  # (width, sizes)
-            qk = _rotate_rows(qkv[:, :rotated].view(width, w.heads + w.kv_heads, w.head_dim), cos, sin)
-            k_store[0, :, position:span] = qk[:, w.heads :].transpose(0, 1)
-            v = qkv[:, rotated:].view(width, w.kv_heads, w.head_dim)
-            v_store[0, :, position:span] = v.transpose(0, 1)
-            q = qk[:, : w.heads].reshape(width, w.kv_heads, group, w.head_dim).permute(1, 2, 0, 3)
-            q = q.reshape(1, w.kv_heads, group * width, w.head_dim)
-            keys, values = k_store[:1, :, :span], v_store[:1, :, :span]
-            attn = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=w.scaling)
-            attn = attn.view(w.kv_heads, group, width, w.head_dim).permute(2, 0, 1, 3)
-            x = layer.o.add(attn.reshape(width, w.heads * w.head_dim), x)
-            h = F.rms_norm(x, (w.hidden,), *layer.post_rms)
-            gate, up = layer.gate_up.joint(h).split(layer.gate_up.sizes, dim=-1)
-            x = layer.down.add(layer.act(gate).mul_(up), x)
-        return F.rms_norm(x, (w.hidden,), *w.final_rms)
-
     def _forward(
         self, ids: torch.Tensor, starts: list[int], first: int, counts: list[int] | None = None
     ) -> torch.Tensor:
@@ -602,9 +566,9 @@ class SlotDecoder:
                 q, k = w.apply_rotary(q, k, cos, sin)
                 q, k = q[0].transpose(0, 1), k[0].transpose(0, 1)  # (tokens, heads, head_dim)
                 v = v.view(tokens, w.kv_heads, w.head_dim)
-            if tokens == 1:
-                k_store[first, :, starts[0]] = k[0]
-                v_store[first, :, starts[0]] = v[0]
+            if rows == 1:  # one row's tokens are consecutive positions: a slice, no index
+                k_store[first, :, starts[0] : starts[0] + tokens] = k.transpose(0, 1)
+                v_store[first, :, starts[0] : starts[0] + tokens] = v.transpose(0, 1)
             else:  # every row's tokens in one write
                 k_store[slots, :, positions] = k
                 v_store[slots, :, positions] = v
