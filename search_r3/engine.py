@@ -90,8 +90,8 @@ class QueryEngine:
             run its other threads on one torch thread (``torch.set_num_threads(1)`` before
             loading): GNU OpenMP stops keeping its threads awake between operations once more
             threads run operations in parallel than there are cores, and each small operation
-            then pays a wake-up (measured: a 15-row step 53 ms on the main thread, 83-100 ms on
-            the engine's with two teams, 53 ms with one).
+            then pays a wake-up (measured on 2 cores: a 15-row step 53-62 ms on the main thread,
+            82-109 ms on another thread while the main thread's team exists, 53 ms without it).
 
     Example:
         ```python
