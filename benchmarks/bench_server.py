@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_server.py                                  # shipped model
     .venv/bin/python benchmarks/bench_server.py --requests 500 --concurrency 16 --baseline-time-limit 300
     .venv/bin/python benchmarks/bench_server.py --threads 1                      # one engine thread
+    .venv/bin/python benchmarks/bench_server.py --decode-workers 1               # one batch on 2 threads
     .venv/bin/python benchmarks/bench_server.py --model ./tiny-model --requests 200   # any model folder
 
 Each phase starts the real command (`python -m search_r3.cli.main serve`) in a subprocess on a
@@ -11,9 +12,11 @@ generator (httpx async): ``--concurrency`` clients each send single-query reques
 greedy, the query cache off, every text distinct) until ``--requests`` have been sent or the
 phase's time limit has passed (requests in flight then are finished and counted). Phase 1 is
 the server with ``--max-batch-size 1`` (one query decodes at a time: requests queue), phase 2
-the same server with continuous batching (``--max-batch-size`` = the concurrency). The script
-prints queries/s, p50/p99 latency, the 5xx count of each phase, the engine's mean rows per
-decoding step (from /metrics), and the ratio of the two throughputs, measured in the same run.
+the same server with continuous batching (``--max-batch-size`` = the concurrency, and
+``--decode-workers`` as given, by default ``auto``: on 2 cores two workers of 8 rows, one thread
+each). The script prints queries/s, p50/p99 latency, the 5xx count of each phase, the engine's
+decode workers and mean rows per worker step (from /metrics), and the ratio of the two
+throughputs, measured in the same run.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class Phase:
     seconds: float = 0.0
     reasoning_tokens: int = 0
     mean_rows: float = float("nan")
+    workers: int = 0
 
     @property
     def ok(self) -> int:
@@ -66,7 +70,7 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_server(args: argparse.Namespace, batch: int, port: int) -> subprocess.Popen:
+def start_server(args: argparse.Namespace, batch: int, port: int, workers: str = "auto") -> subprocess.Popen:
     command = [sys.executable, "-m", "search_r3.cli.main", "serve", "--model", args.model, "--device", "cpu"]
     command += [
         "--dtype",
@@ -82,6 +86,7 @@ def start_server(args: argparse.Namespace, batch: int, port: int) -> subprocess.
     if args.max_reasoning_tokens is not None:
         command += ["--max-reasoning-tokens", str(args.max_reasoning_tokens)]
     command += ["--max-pending", str(10 * args.concurrency), "--threads", str(args.threads)]
+    command += ["--decode-workers", workers]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     process = subprocess.Popen(command, env=env)
     deadline = time.monotonic() + 600
@@ -131,24 +136,27 @@ async def load(url: str, texts: list[str], args: argparse.Namespace, phase: Phas
         phase.seconds = time.perf_counter() - start
 
 
-def engine_mean_rows(url: str) -> float:
-    """The engine's mean rows per decoding step, from the server's /metrics."""
+def engine_gauge(url: str, name: str) -> float:
+    """One of the engine's gauges (e.g. mean rows per decoding step), from the server's /metrics."""
     for line in httpx.get(f"{url}/metrics", timeout=30).text.splitlines():
-        if line.startswith("search_r3_engine_mean_batch_size "):
+        if line.startswith(f"{name} "):
             return float(line.split()[-1])
     return float("nan")
 
 
-def run_phase(args: argparse.Namespace, label: str, batch: int, texts: list[str], limit: float) -> Phase:
+def run_phase(
+    args: argparse.Namespace, label: str, batch: int, texts: list[str], limit: float, workers: str = "auto"
+) -> Phase:
     port = free_port()
-    process = start_server(args, batch, port)
+    process = start_server(args, batch, port, workers)
     url = f"http://127.0.0.1:{port}"
     try:
         for warm in ("warm-up one", "warm-up two"):
             httpx.post(f"{url}/v1/embeddings", json={"input": warm}, timeout=600).raise_for_status()
         phase = Phase(label)
         asyncio.run(load(url, texts, args, phase, limit))
-        phase.mean_rows = engine_mean_rows(url)
+        phase.mean_rows = engine_gauge(url, "search_r3_engine_mean_batch_size")
+        phase.workers = int(engine_gauge(url, "search_r3_engine_workers"))
         print(f"{label}: {phase.ok} ok in {phase.seconds:.1f} s", flush=True)
     finally:
         stop_server(process)
@@ -178,6 +186,11 @@ def main() -> None:
         default=os.cpu_count() or 1,
         help="the server's --threads: its engine thread's CPU threads (default: the cores, as serve's)",
     )
+    parser.add_argument(
+        "--decode-workers",
+        default="auto",
+        help="the batched server's --decode-workers (default auto; the one-at-a-time server has one)",
+    )
     args = parser.parse_args()
 
     base, source = queries(args.requests)
@@ -186,7 +199,8 @@ def main() -> None:
     print(machine_line())
     budget = args.max_reasoning_tokens or "the model's"
     print(
-        f"model {args.model} ({args.dtype}, serve --threads {args.threads}), {args.concurrency} clients, "
+        f"model {args.model} ({args.dtype}, serve --threads {args.threads}, batched --decode-workers "
+        f"{args.decode_workers}), {args.concurrency} clients, "
         f"budget {budget} tokens, "
         f"{args.requests} requests per phase, at most {args.baseline_time_limit:g} s one at a time and "
         f"{args.time_limit:g} s batched; queries: {source}",
@@ -201,14 +215,18 @@ def main() -> None:
             args.concurrency,
             texts,
             args.time_limit,
+            args.decode_workers,
         ),
     ]
     print()
-    print("| server | ok | 5xx | seconds | queries/s | reasoning tokens/s | rows/step | p50 s | p99 s |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "| server | decode workers | ok | 5xx | seconds | queries/s | reasoning tokens/s | rows/step "
+        "| p50 s | p99 s |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for p in phases:
         print(
-            f"| {p.label} | {p.ok} | {p.server_errors} | {p.seconds:.1f} | {p.qps:.2f} | "
+            f"| {p.label} | {p.workers} | {p.ok} | {p.server_errors} | {p.seconds:.1f} | {p.qps:.2f} | "
             f"{p.reasoning_tokens / p.seconds:.1f} | {p.mean_rows:.1f} | {p.percentile(50):.2f} | "
             f"{p.percentile(99):.2f} |"
         )

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from search_r3 import InvalidInputError, ReasoningEmbeddings
-from search_r3.engine import EngineClosedError, QueryEngine
+from search_r3.engine import EngineClosedError, QueryEngine, auto_workers
 
 QUERIES = [
     "which city hosts the Louvre?",
@@ -236,6 +236,87 @@ def test_work_runs_on_the_engine_thread_between_steps(emb):
         assert live == 1  # it ran between two steps of the decoding query
     with pytest.raises(EngineClosedError):
         engine.call(lambda: None)
+
+
+def _spy_steps(engine):
+    """Record (worker, torch threads, workers whose threads are lent, live rows of every worker)
+    at each decoding step."""
+    seen = []
+    for worker in engine._workers:
+        step = worker.decoder.step
+
+        def spied(step=step, index=worker.index):
+            rows = [len(w.decoder.rows) for w in engine._workers]
+            seen.append((index, torch.get_num_threads(), set(engine._lent), rows))
+            return step()
+
+        worker.decoder.step = spied
+    return seen
+
+
+def test_workers_share_the_queries_and_get_what_they_get_alone(emb):
+    """Two decode workers, each its own batch: every query gets what it gets alone, and both
+    workers decode (the second once the first is full)."""
+    want = [_alone(emb, q, b) for q, b in zip(QUERIES, BUDGETS, strict=True)]
+    with QueryEngine(emb, max_batch_size=4, threads=2, workers=2) as engine:
+        assert engine.workers == 2 and [w.rows for w in engine._workers] == [2, 2]
+        seen = _spy_steps(engine)
+        with ThreadPoolExecutor(len(QUERIES)) as pool:
+            submitted = [
+                pool.submit(engine.submit, q, max_reasoning_tokens=b)
+                for q, b in zip(QUERIES, BUDGETS, strict=True)
+            ]
+            futures = [f.result() for f in submitted]
+        got = [f.result(timeout=60) for f in futures]
+        assert engine.stats.completed == len(QUERIES)
+    for g, w in zip(got, want, strict=True):
+        _assert_same(g, w)
+    assert {index for index, _, _, _ in seen} == {0, 1}
+    assert max(rows[0] for *_, rows in seen) == 2 and max(rows[1] for *_, rows in seen) <= 2
+    assert not any(
+        t.name.startswith("search-r3-query-engine") and t.is_alive() for t in threading.enumerate()
+    )
+
+
+def test_a_lone_query_runs_on_every_thread_and_shares_them_when_another_comes(emb):
+    """The first worker runs on the threads of the workers with no query; a query on the second
+    worker takes its thread back (from the first worker's next step on)."""
+    first, second = QUERIES[1], QUERIES[6]
+    with QueryEngine(emb, max_batch_size=2, threads=2, workers=2) as engine:
+        seen = _spy_steps(engine)
+        lone = engine.submit(first, max_reasoning_tokens=14)
+        _wait_for(lambda: len(seen) >= 2)
+        other = engine.submit(second, max_reasoning_tokens=14)
+        _assert_same(lone.result(timeout=60), _alone(emb, first, 14))
+        _assert_same(other.result(timeout=60), _alone(emb, second, 14))
+    first_worker = [(threads, lent, rows) for index, threads, lent, rows in seen if index == 0]
+    assert all(threads == (2 if lent == {1} else 1) for threads, lent, _ in first_worker)
+    assert first_worker[0][0] == 2  # alone: on both threads
+    assert any(threads == 1 and rows == [1, 1] for threads, _, rows in first_worker)  # shared
+    assert all(threads == 1 and not lent for index, threads, lent, _ in seen if index == 1)
+
+
+def test_workers_close_drains_and_documents_run_on_the_first(emb):
+    engine = QueryEngine(emb, max_batch_size=4, threads=2, workers=2)
+    futures = [engine.submit(q, max_reasoning_tokens=8) for q in QUERIES]
+    where = engine.call(lambda: threading.current_thread().name)
+    off = engine.submit(QUERIES[2], reasoning=False)
+    engine.close(drain=True)
+    assert all(f.done() and f.exception() is None for f in futures)
+    assert where.result(timeout=0) == "search-r3-query-engine"
+    _assert_same(off.result(timeout=0), _alone(emb, QUERIES[2], reasoning=False))
+    assert not any(
+        t.name.startswith("search-r3-query-engine") and t.is_alive() for t in threading.enumerate()
+    )
+
+
+def test_invalid_workers_and_auto(emb):
+    for workers in (0, -1, 5, 1.5, True, "many"):
+        with pytest.raises(ValueError, match="workers"):
+            QueryEngine(emb, max_batch_size=4, threads=2, workers=workers)  # type: ignore[arg-type]
+    assert (auto_workers(16, 2), auto_workers(1, 2), auto_workers(7, 2), auto_workers(32, 1)) == (2, 1, 1, 1)
+    with QueryEngine(emb, max_batch_size=8, threads=2, workers="auto") as engine:
+        assert engine.workers == 2 and [w.threads for w in engine._workers] == [1, 1]
 
 
 # -- the real shipped model (off by default: `make test-slow`) -----------------------------------

@@ -598,6 +598,12 @@ def test_serve_checks_arguments_before_loading_a_model(capsys, tmp_path: Path) -
     assert "No model folder" in capsys.readouterr().err
     assert main(["serve", "--model", missing, "--threads", "0"]) == 1
     assert "--threads 0" in capsys.readouterr().err
+    for workers in ("0", "many", "33"):  # 33: more workers than --max-batch-size rows
+        assert main(["serve", "--model", missing, "--decode-workers", workers]) == 1
+        assert (
+            "--decode-workers takes 'auto' or a number from 1 to --max-batch-size (32)"
+            in capsys.readouterr().err
+        )
 
 
 def test_serve_keeps_one_thread_here_before_the_model_loads(capsys, tmp_path: Path) -> None:
@@ -646,6 +652,10 @@ def test_serve_command_end_to_end(talkative_llama_dir: Path, tmp_path: Path) -> 
         str(cache),
         "--log-level",
         "warning",
+        "--threads",
+        "2",
+        "--decode-workers",
+        "2",
     ]
     env = {**os.environ, "SEARCH_R3_API_KEY": KEY, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
@@ -665,6 +675,7 @@ def test_serve_command_end_to_end(talkative_llama_dir: Path, tmp_path: Path) -> 
         body = {"model": talkative_llama_dir.name, "input": "persisted"}
         response = httpx.post(f"{root}/v1/embeddings", json=body, headers=AUTH, timeout=60).json()
         assert response["data"][0]["reasoning"]
+        assert "search_r3_engine_workers 2.0" in httpx.get(f"{root}/metrics").text
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
     finally:

@@ -113,6 +113,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "OMP_NUM_THREADS or the core count; on a machine shared with other jobs 1 can be faster)",
     )
     http.add_argument(
+        "--decode-workers",
+        default="auto",
+        help="decode workers: threads with a batch of their own, one CPU thread each, sharing "
+        "--max-batch-size and --threads (default auto: one per thread when each gets 4 rows)",
+    )
+    http.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
     parser.set_defaults(func=run)
@@ -128,6 +134,16 @@ def _check_arguments(args: argparse.Namespace) -> None:
         raise InvalidInputError("--cache-size must be 0 (off) or positive.")
     if args.threads is not None and args.threads <= 0:
         raise InvalidInputError(f"--threads {args.threads}: give a positive number of CPU threads.")
+    if args.decode_workers != "auto":
+        try:
+            args.decode_workers = int(args.decode_workers)
+        except ValueError:
+            args.decode_workers = 0
+        if not 1 <= args.decode_workers <= args.max_batch_size:
+            raise InvalidInputError(
+                "--decode-workers takes 'auto' or a number from 1 to --max-batch-size "
+                f"({args.max_batch_size})."
+            )
     if args.cache_path and args.cache_size == 0:
         raise InvalidInputError("--cache-path needs a cache: drop --cache-size 0.")
     if args.path and args.url:
@@ -208,7 +224,13 @@ def run(args: argparse.Namespace) -> int:
         )
         note(args, f"search over collection {args.collection!r} ({store.count()} documents)")
     service = build_service(
-        embeddings, config, store=store, cache=cache, max_batch_size=args.max_batch_size, threads=threads
+        embeddings,
+        config,
+        store=store,
+        cache=cache,
+        max_batch_size=args.max_batch_size,
+        threads=threads,
+        workers=args.decode_workers,
     )
     server = make_server(service, config, host=args.host, port=args.port, log_level=args.log_level)
     host = f"[{args.host}]" if ":" in args.host else args.host

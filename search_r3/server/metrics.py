@@ -81,6 +81,10 @@ class ServerMetrics:
             Gauge("search_r3_engine_waiting_queries", "Queries waiting for a row", registry=r).set_function(
                 lambda: engine.pending
             )
+        if hasattr(engine, "workers"):
+            Gauge(
+                "search_r3_engine_workers", "Decode workers (threads with a batch of their own)", registry=r
+            ).set_function(lambda: engine.workers)
         stats = getattr(engine, "stats", None)
         if stats is not None and hasattr(stats, "row_steps"):
             Gauge("search_r3_engine_steps", "Decoding steps run", registry=r).set_function(

@@ -24,6 +24,7 @@ def build_service(
     max_batch_size: int = 32,
     engine: Any = None,
     threads: int | None = None,
+    workers: int | str = 1,
 ) -> EmbeddingService:
     """An `EmbeddingService` over a loaded model, with its continuous-batching query engine.
 
@@ -34,13 +35,15 @@ def build_service(
         cache: A `QueryCache` (optional; ``None``: no cache).
         max_batch_size: Most queries decoding together in the engine (1: one at a time).
         engine: A ready engine (default: a new `search_r3.engine.QueryEngine`).
-        threads: CPU threads of the new engine's thread, which runs all the model's work
-            (default: torch's count for new threads).
+        threads: CPU threads of the new engine, which runs all the model's work (default:
+            torch's count for new threads).
+        workers: The new engine's decode workers (``"auto"``: one per thread where each gets
+            4 rows; see `search_r3.engine.QueryEngine`).
     """
     if engine is None:
         from search_r3.engine import QueryEngine
 
-        engine = QueryEngine(embeddings, max_batch_size=max_batch_size, threads=threads)
+        engine = QueryEngine(embeddings, max_batch_size=max_batch_size, threads=threads, workers=workers)
     return EmbeddingService(
         embeddings, engine, config=config, metrics=ServerMetrics(), cache=cache, store=store
     )
