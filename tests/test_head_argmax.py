@@ -68,6 +68,37 @@ def test_banned_tokens_are_never_picked():
     assert _checker(weight, b).pick(hidden, banned) == logits.argmax(dim=-1).tolist()
 
 
+def test_top_tokens_first_and_every_token_where_they_cannot_settle(monkeypatch):
+    """Rows with a clear lead are settled among their top ``TOP_K`` tokens; rows of near-flat
+    logits (where a token outside them may still win) get a bound for every token. Both give
+    the float32 argmax, banned tokens excluded."""
+    weight, _, generator = _head(bias=False)
+    # 40 near-copies of one row (more than TOP_K): the rows of hidden along it have 40 logits
+    # within bfloat16's reach of each other
+    weight[100:140] = weight[100] + torch.randn(40, weight.shape[1], generator=generator) * 1e-4
+    greedy = _checker(weight, None)
+    hidden = torch.randn(8, weight.shape[1], generator=generator) * 3  # a clear lead
+    hidden[4:] += weight[100] * 40
+    banned = [[], [5], [], [], [], [7, 9], [], []]
+    settled_fully = []
+    pick_all = greedy._pick_all
+
+    def spy(approx, rows_hidden, scale, rows_banned):
+        settled_fully.append(rows_hidden.shape[0])
+        return pick_all(approx, rows_hidden, scale, rows_banned)
+
+    monkeypatch.setattr(greedy, "_pick_all", spy)
+    logits = hidden.double() @ weight.double().T
+    for i, ids in enumerate(banned):
+        logits[i, ids] = float("-inf")
+    assert greedy.pick(hidden, banned) == logits.argmax(dim=-1).tolist()
+    assert settled_fully == [4]  # the four rows along the copies, together
+    banned_best = [[int(logits[i].argmax())] for i in range(8)]
+    logits[torch.arange(8), torch.tensor([b[0] for b in banned_best])] = float("-inf")
+    assert greedy.pick(hidden[:4], banned_best[:4]) == logits[:4].argmax(dim=-1).tolist()
+    assert settled_fully == [4]  # the clear rows stay on the top tokens with their best banned
+
+
 def test_bad_numbers_fall_back_to_the_full_logits():
     weight, b, generator = _head()
     hidden = torch.randn(2, weight.shape[1], generator=generator)
