@@ -105,8 +105,9 @@ class QueryEngine:
             operations on several threads, so OpenMP keeps one team). A query goes to the first
             worker with a free row. The first worker also runs on the threads of the workers
             with no query, so a lone query decodes on every thread. ``auto``: one worker per
-            thread where each can get 4 rows (``auto_workers``). On 2 cores, 16 clients: 1.18x
-            the queries/s of one worker on two threads.
+            thread where each can get 4 rows (``auto_workers``). On 2 cores with 16 clients,
+            two workers served 1.11-1.18x the queries/s of one worker on both threads
+            (benchmarks/README.md, "Server under load").
 
     Example:
         ```python

@@ -14,6 +14,12 @@ too); the bfloat16 result rounds once more, by ``u`` of its value. ``sum |w_i x_
 ``||w|| ||x||`` (Cauchy-Schwarz), so the error of a logit ``a`` is at most
 ``c ||w|| ||x|| + 1.01 u |a|`` with ``c = 2u + u**2 + 2.1 n 2**-24``. A token is a candidate when
 its logit plus its bound reaches the largest logit minus its bound.
+
+Bounding every logit costs several passes over a rows x vocabulary tensor, so each row is first
+settled among its ``TOP_K`` largest approximate logits: every other token's logit plus bound is
+at most the K-th's plus the largest row norm's term, and where that cannot reach the best lower
+bound, the candidates are among those K (``CertifiedArgmax._pick_among_top``). Rows where it
+can (near-ties across more than K tokens) are bounded over the whole vocabulary.
 """
 
 from __future__ import annotations
@@ -126,12 +132,7 @@ class CertifiedArgmax:
             if not ok:
                 picks.append(None)
                 continue
-            among = ids[i][candidates[i]]
-            if among.numel() == 1:
-                picks.append(int(among[0]))
-                continue
-            exact = self.weight.index_select(0, among) @ hidden[i]
-            picks.append(int(among[int(exact.argmax())]))
+            picks.append(self._settle(ids[i][candidates[i]], hidden[i]))
         return picks
 
     def _pick_all(
@@ -153,14 +154,17 @@ class CertifiedArgmax:
             if not bool(torch.isfinite(low[i]).all()) or not 0 < ids.numel() <= MAX_CANDIDATES:
                 picks.append(self._full(hidden[i], banned[i]))
                 continue
-            if ids.numel() == 1:
-                picks.append(int(ids[0]))
-                continue
-            exact = self.weight.index_select(0, ids) @ hidden[i]
-            if self.bias is not None:
-                exact = exact + self.bias[ids]
-            picks.append(int(ids[int(exact.argmax())]))
+            picks.append(self._settle(ids, hidden[i]))
         return picks
+
+    def _settle(self, ids: torch.Tensor, hidden: torch.Tensor) -> int:
+        """The candidate ``ids`` with the largest float32 logit for one ``hidden`` state."""
+        if ids.numel() == 1:
+            return int(ids[0])
+        exact = self.weight.index_select(0, ids) @ hidden
+        if self.bias is not None:
+            exact = exact + self.bias[ids]
+        return int(ids[int(exact.argmax())])
 
     def _full(self, hidden: torch.Tensor, banned: Sequence[int]) -> int:
         """The argmax of the full float32 logits (bad numbers or too many candidates)."""

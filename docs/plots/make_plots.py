@@ -192,7 +192,7 @@ def server_load(out: Path) -> Path:
     ]
     one = [number(r["one at a time, queries/s"]) for r in rows]
     batched = [number(r["batched, queries/s"]) for r in rows]
-    fig, ax = plt.subplots(figsize=(9, 3.6))
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.3 * len(rows)))
     y = list(range(len(names)))[::-1]
     height = 0.38
     ax.barh([v + height / 2 for v in y], batched, height, color=BLUE, label="16 clients, continuous batching")
