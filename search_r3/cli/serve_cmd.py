@@ -109,8 +109,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--threads",
         type=int,
         default=None,
-        help="CPU threads of the engine thread, which runs all the model's work (default: torch's, "
-        "OMP_NUM_THREADS or the core count; on a machine shared with other jobs 1 can be faster)",
+        help="CPU threads of the engine, which runs all the model's work, shared by its decode workers "
+        "(default: torch's, OMP_NUM_THREADS or the core count; on a machine shared with other jobs 1 "
+        "can be faster)",
     )
     http.add_argument(
         "--decode-workers",
