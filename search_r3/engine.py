@@ -315,9 +315,13 @@ class QueryEngine:
         to the first worker with a free row; queries without reasoning to the first worker."""
         if self._abort:
             return False
-        reasoning = worker.free > 0 and all(other.free <= 0 for other in self._workers[: worker.index])
+        reasoning = worker.free > 0 and self._earlier_full(worker)
         direct = worker.index == 0
         return any(reasoning if r.reasoning else direct for r in self._pending)
+
+    def _earlier_full(self, worker: _Worker) -> bool:
+        """Whether every worker before ``worker`` has no free row (under the lock)."""
+        return all(other.free <= 0 for other in self._workers[: worker.index])
 
     def _has_work(self, worker: _Worker) -> bool:
         return bool(
@@ -381,9 +385,10 @@ class QueryEngine:
                 self.stats.steps += 1
                 self.stats.row_steps += len(live)
                 worker.free = worker.rows - len(decoder.rows)
-                if worker.index == 0:
+                given_back = worker.index == 0 and bool(self._lent)
+                if given_back:
                     self._lent.clear()  # the threads lent for this step go back
-                if finished or worker.index == 0:
+                if finished or given_back:
                     self._cond.notify_all()  # free rows, or threads given back
         return True
 
@@ -397,7 +402,7 @@ class QueryEngine:
                 while worker.index in self._lent:
                     self._cond.wait()
                 return
-            idle = [w for w in self._workers[1:] if not w.decoder.rows and w.free == w.rows]
+            idle = [w for w in self._workers[1:] if w.free == w.rows]  # no query taken or live
             self._lent = {w.index for w in idle}
         threads = worker.threads + sum(w.threads or 0 for w in idle)
         if threads != torch.get_num_threads():
@@ -407,7 +412,7 @@ class QueryEngine:
         """Waiting queries ``worker`` takes (called under the lock): reasoning ones up to its
         free rows while no earlier worker has one, and (the first worker) those without."""
         room = worker.free if worker.decoder.can_admit else 0
-        earlier_full = all(other.free <= 0 for other in self._workers[: worker.index])
+        earlier_full = self._earlier_full(worker)
         taken, left = [], deque()
         while self._pending:
             request = self._pending.popleft()

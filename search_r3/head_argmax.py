@@ -120,7 +120,7 @@ class CertifiedArgmax:
         k = min(TOP_K, approx.shape[1])
         values, ids = approx.topk(k, dim=-1)
         values = values.float()
-        bounds = torch.addcmul(self.row_norms[ids] * scale, values.abs(), values.new_tensor(1.01 * BF16_UNIT))
+        bounds = self._bounds(values, self.row_norms[ids], scale)
         low = (values - bounds).amax(dim=-1, keepdim=True)
         last = values[:, -1:]
         outside = last + last.abs() * (1.01 * BF16_UNIT) + self.max_row_norm * scale
@@ -141,7 +141,7 @@ class CertifiedArgmax:
         """Picks with a bound for every token of the vocabulary (``approx``: bfloat16 products,
         banned tokens already at -inf)."""
         approx = approx.float()
-        bound = torch.addcmul(self.row_norms * scale, approx.abs(), approx.new_tensor(1.01 * BF16_UNIT))
+        bound = self._bounds(approx, self.row_norms, scale)
         if self.bias is not None:  # adding it in float32 rounds by a float32 unit at most
             approx = approx + self.bias
             bound = torch.addcmul(bound, approx.abs() + self.bias.abs(), approx.new_tensor(4 * F32_UNIT))
@@ -156,6 +156,12 @@ class CertifiedArgmax:
                 continue
             picks.append(self._settle(ids, hidden[i]))
         return picks
+
+    @staticmethod
+    def _bounds(approx: torch.Tensor, row_norms: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """How far each approximate logit (float32 values of the bfloat16 products) can be from
+        the float32 one: ``c ||w|| ||x|| + 1.01 u |a|`` (module docstring), without the bias."""
+        return torch.addcmul(row_norms * scale, approx.abs(), approx.new_tensor(1.01 * BF16_UNIT))
 
     def _settle(self, ids: torch.Tensor, hidden: torch.Tensor) -> int:
         """The candidate ``ids`` with the largest float32 logit for one ``hidden`` state."""
